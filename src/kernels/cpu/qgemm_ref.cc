@@ -138,27 +138,30 @@ std::vector<uint8_t> unpack_nibbles(const std::vector<uint8_t>& packed, int N, i
 
 namespace {
 template <typename WeightAt>
-std::vector<int32_t> int_gemm(const ActQuant& a, int N, int K, WeightAt w) {
+std::vector<int32_t> int_gemm(const ActQuant& a, int N, int K, int n_begin, int n_end, WeightAt w) {
   QOQ_CHECK(a.K == K, "activation K={} != weight K={}", a.K, K);
-  std::vector<int32_t> acc(size_t(a.M) * N);
+  if (n_end < 0) n_end = N;
+  QOQ_CHECK(0 <= n_begin && n_begin <= n_end && n_end <= N, "bad row range [{}, {}) of N={}", n_begin, n_end, N);
+  const int cols = n_end - n_begin;
+  std::vector<int32_t> acc(size_t(a.M) * cols);
   for (int m = 0; m < a.M; ++m)
-    for (int n = 0; n < N; ++n) {
+    for (int n = n_begin; n < n_end; ++n) {
       int32_t s = 0;
       for (int k = 0; k < K; ++k) s += int32_t(a.codes[size_t(m) * K + k]) * w(n, k);
-      acc[size_t(m) * N + n] = s;
+      acc[size_t(m) * cols + (n - n_begin)] = s;
     }
   return acc;
 }
 }  // namespace
 
-std::vector<int32_t> acc_w4_per_channel(const ActQuant& a, const W4PerChannel& w) {
-  return int_gemm(a, w.N, w.K, [&](int n, int k) { return int32_t(w.q[size_t(n) * w.K + k]); });
+std::vector<int32_t> acc_w4_per_channel(const ActQuant& a, const W4PerChannel& w, int n_begin, int n_end) {
+  return int_gemm(a, w.N, w.K, n_begin, n_end, [&](int n, int k) { return int32_t(w.q[size_t(n) * w.K + k]); });
 }
-std::vector<int32_t> acc_w4_group(const ActQuant& a, const W4Group& w) {
-  return int_gemm(a, w.N, w.K, [&](int n, int k) { return int32_t(w.w8(n, k)); });
+std::vector<int32_t> acc_w4_group(const ActQuant& a, const W4Group& w, int n_begin, int n_end) {
+  return int_gemm(a, w.N, w.K, n_begin, n_end, [&](int n, int k) { return int32_t(w.w8(n, k)); });
 }
-std::vector<int32_t> acc_w8(const ActQuant& a, const W8& w) {
-  return int_gemm(a, w.N, w.K, [&](int n, int k) { return int32_t(w.w[size_t(n) * w.K + k]); });
+std::vector<int32_t> acc_w8(const ActQuant& a, const W8& w, int n_begin, int n_end) {
+  return int_gemm(a, w.N, w.K, n_begin, n_end, [&](int n, int k) { return int32_t(w.w[size_t(n) * w.K + k]); });
 }
 
 uint16_t epilogue(int32_t acc, float s_a, int32_t asum, float s_w, int z, float bias, float residual, bool bf16) {

@@ -52,10 +52,11 @@ W8 quantize_w8(const float* w, int N, int K);
 std::vector<uint8_t> pack_nibbles(const std::vector<uint8_t>& q, int N, int K);
 std::vector<uint8_t> unpack_nibbles(const std::vector<uint8_t>& packed, int N, int K);
 
-// int32 accumulators [M, N].
-std::vector<int32_t> acc_w4_per_channel(const ActQuant& a, const W4PerChannel& w);  // sum_k a*q
-std::vector<int32_t> acc_w4_group(const ActQuant& a, const W4Group& w);            // sum_k a*w8
-std::vector<int32_t> acc_w8(const ActQuant& a, const W8& w);                       // sum_k a*w
+// int32 accumulators [M, n_end - n_begin] for output channels [n_begin, n_end) (n_end < 0: all N).
+std::vector<int32_t> acc_w4_per_channel(const ActQuant& a, const W4PerChannel& w, int n_begin = 0,
+                                        int n_end = -1);                                          // sum_k a*q
+std::vector<int32_t> acc_w4_group(const ActQuant& a, const W4Group& w, int n_begin = 0, int n_end = -1);  // a*w8
+std::vector<int32_t> acc_w8(const ActQuant& a, const W8& w, int n_begin = 0, int n_end = -1);             // a*w
 
 // The epilogue of one output: y = (s_a * s_w) * float(acc - z * asum) + bias + residual in fp32 (each operation
 // rounded once, left to right, no fused multiply-add), then one rounding to fp16 (or bf16) bits.

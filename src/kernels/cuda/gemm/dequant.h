@@ -22,10 +22,11 @@ struct G128Consts {
   uint32_t y_low;  // rep(z*s2) & 0x7f7f7f7f
   uint32_t y_hi;   // ~rep(z*s2) & 0x80808080
 };
-QOQ_HD G128Consts g128_consts(uint32_t s2, uint32_t z) {
-  const uint32_t y = ((z * s2) & 0xFFu) * 0x01010101u;
+QOQ_HD G128Consts g128_consts_zs2(uint32_t s2, uint32_t zs2) {
+  const uint32_t y = (zs2 & 0xFFu) * 0x01010101u;
   return {s2, y & 0x7F7F7F7Fu, ~y & 0x80808080u};
 }
+QOQ_HD G128Consts g128_consts(uint32_t s2, uint32_t z) { return g128_consts_zs2(s2, z * s2); }
 
 // Four codes (one per byte, 0..15) -> four int8 weights s2*(q - z). q*s2 <= 240 fits a byte, so one 32-bit
 // multiply scales all four without carries; the byte-wise difference x - y (mod 256) uses the SWAR identity

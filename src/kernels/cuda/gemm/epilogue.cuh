@@ -1,0 +1,54 @@
+// The DESIGN §3 epilogue for eight consecutive output channels of one token, shared by the fused GEMM epilogue and
+// the split-K reduction. Explicitly rounded fp32 operations (no FMA contraction) reproduce ref::epilogue bit for bit.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace qoq::cuda {
+
+struct EpilogueParams {
+  const float* a_scales;    // [M]
+  const int32_t* a_sums;    // [M]
+  const uint16_t* w_scales; // fp16 [N]
+  const uint8_t* zeros;     // [N] or null
+  const uint16_t* bias;     // fp16 [N] or null
+  const uint16_t* residual; // [M, N] output dtype, or null
+  uint16_t* out;            // [M, N]
+  int M, N;
+  bool bf16;
+};
+
+__device__ __forceinline__ float out_to_float(uint16_t v, bool bf16) {
+  return bf16 ? __bfloat162float(__ushort_as_bfloat16(v)) : __half2float(__ushort_as_half(v));
+}
+
+__device__ __forceinline__ void epilogue8(const int32_t (&acc)[8], int m, int n0, const EpilogueParams& p) {
+  const float sa = p.a_scales[m];
+  const int32_t asum = p.zeros ? p.a_sums[m] : 0;
+  const uint4 sw4 = *reinterpret_cast<const uint4*>(p.w_scales + n0);
+  const uint16_t* sw = reinterpret_cast<const uint16_t*>(&sw4);
+  uint2 z8 = make_uint2(0, 0);
+  if (p.zeros) z8 = *reinterpret_cast<const uint2*>(p.zeros + n0);
+  const uint8_t* z = reinterpret_cast<const uint8_t*>(&z8);
+  uint4 b4 = make_uint4(0, 0, 0, 0), r4 = make_uint4(0, 0, 0, 0);
+  if (p.bias) b4 = *reinterpret_cast<const uint4*>(p.bias + n0);
+  if (p.residual) r4 = *reinterpret_cast<const uint4*>(p.residual + size_t(m) * p.N + n0);
+  const uint16_t* b = reinterpret_cast<const uint16_t*>(&b4);
+  const uint16_t* r = reinterpret_cast<const uint16_t*>(&r4);
+  uint4 o4;
+  uint16_t* o = reinterpret_cast<uint16_t*>(&o4);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const float v = __int2float_rn(acc[e] - int32_t(z[e]) * asum);
+    const float scale = __fmul_rn(sa, __half2float(__ushort_as_half(sw[e])));
+    float y = __fmul_rn(scale, v);
+    y = __fadd_rn(y, p.bias ? __half2float(__ushort_as_half(b[e])) : 0.f);
+    y = __fadd_rn(y, p.residual ? out_to_float(r[e], p.bf16) : 0.f);
+    o[e] = p.bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(y)) : __half_as_ushort(__float2half_rn(y));
+  }
+  *reinterpret_cast<uint4*>(p.out + size_t(m) * p.N + n0) = o4;
+}
+
+}  // namespace qoq::cuda

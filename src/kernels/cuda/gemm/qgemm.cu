@@ -1,0 +1,171 @@
+// Host side of the quantized GEMMs: the dispatch table, the activation tensor map, launches and split-K.
+#include <cuda.h>
+
+#include <mutex>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/gemm/qgemm_kernel.cuh"
+
+namespace qoq::cuda {
+namespace {
+
+// cuTensorMapEncodeTiled through the runtime's driver entry point, so nothing links libcuda directly.
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+EncodeTiledFn encode_fn() {
+  static EncodeTiledFn fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    QOQ_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+    QOQ_CUDA_REQUIRE(f != nullptr && q == cudaDriverEntryPointSuccess, "cuTensorMapEncodeTiled not available");
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+
+// Activations [M, K] int8, boxes of 128 k x `tokens` rows, 128-byte swizzle (the wgmma B layout); rows past M and
+// columns past K read as zeros.
+CUtensorMap act_tensor_map(const int8_t* a, int M, int K, int tokens) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(M)};
+  const cuuint64_t strides[1] = {cuuint64_t(K)};
+  const cuuint32_t box[2] = {128, cuuint32_t(tokens)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode_fn()(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<int8_t*>(a), dims, strides, box,
+                                 elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  QOQ_CUDA_REQUIRE(r == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed for the activation tensor");
+  return map;
+}
+
+template <typename T>
+void launch(const QuantLinear& w, const GemmArgs& args, QGemmParams p, int splits, Stream stream) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    QOQ_CUDA_CHECK(
+        cudaFuncSetAttribute(qgemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
+  });
+  const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
+  const dim3 grid(w.N / T::kRows, (args.M + T::kTokens - 1) / T::kTokens, splits);
+  qgemm_kernel<T><<<grid, T::kThreads, T::kSmemBytes, stream>>>(map, p);
+  QOQ_CUDA_CHECK_LAUNCH();
+}
+
+template <WeightFormat F>
+void launch_format(const GemmConfig& c, const QuantLinear& w, const GemmArgs& args, const QGemmParams& p, int splits,
+                   Stream stream) {
+  const int key = c.tokens * 100 + c.row_tiles * 10 + c.consumers;
+  switch (key) {
+    case 1611: return launch<QGemmTraits<F, 16, 1, 1>>(w, args, p, splits, stream);
+    case 1621: return launch<QGemmTraits<F, 16, 2, 1>>(w, args, p, splits, stream);
+    case 6411: return launch<QGemmTraits<F, 64, 1, 1>>(w, args, p, splits, stream);
+    case 6421: return launch<QGemmTraits<F, 64, 2, 1>>(w, args, p, splits, stream);
+    case 12811: return launch<QGemmTraits<F, 128, 1, 1>>(w, args, p, splits, stream);
+    case 12812: return launch<QGemmTraits<F, 128, 1, 2>>(w, args, p, splits, stream);
+    case 12822: return launch<QGemmTraits<F, 128, 2, 2>>(w, args, p, splits, stream);
+    default: QOQ_CUDA_REQUIRE(false, "quantized GEMM: no kernel for this tile configuration");
+  }
+}
+
+constexpr int kThreads = 256;
+
+__global__ void splitk_epilogue_kernel(const int32_t* ws, EpilogueParams p) {
+  const size_t i = size_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= size_t(p.M) * p.N / 8) return;
+  const int m = int(i / (p.N / 8)), n0 = int(i % (p.N / 8)) * 8;
+  const int4 v0 = *reinterpret_cast<const int4*>(ws + size_t(m) * p.N + n0);
+  const int4 v1 = *reinterpret_cast<const int4*>(ws + size_t(m) * p.N + n0 + 4);
+  const int32_t vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+  epilogue8(vals, m, n0, p);
+}
+
+int splits_of(const GemmConfig& c, int K) {
+  const int kt = layout::k_tiles(K);
+  const int per = (kt + c.split_k - 1) / c.split_k;
+  return (kt + per - 1) / per;  // no empty split
+}
+
+}  // namespace
+
+bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K) {
+  const int key = c.tokens * 100 + c.row_tiles * 10 + c.consumers;
+  const bool known = key == 1611 || key == 1621 || key == 6411 || key == 6421 || key == 12811 || key == 12812 ||
+                     key == 12822;
+  const int rows = 64 * c.row_tiles * c.consumers;
+  const int kmult = format == WeightFormat::kW4G128 ? 128 : 64;
+  return known && N > 0 && N % rows == 0 && K > 0 && K % kmult == 0 && c.split_k >= 1 &&
+         c.split_k <= layout::k_tiles(K);
+}
+
+// The dispatch table (bench/NOTES.md explains each choice).
+GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
+  (void)format;
+  GemmConfig c;
+  int target_ctas;
+  if (M <= 64) {
+    c.tokens = M <= 16 ? 16 : 64;
+    c.consumers = 1;
+    c.row_tiles = N % 128 == 0 ? 2 : 1;
+    target_ctas = 2 * 132;  // two CTAs per SM stream weights
+  } else {
+    c.tokens = 128;
+    if (M > 128 && N % 256 == 0) {
+      c.row_tiles = 2, c.consumers = 2;
+    } else if (N % 128 == 0) {
+      c.row_tiles = 1, c.consumers = 2;
+    } else {
+      c.row_tiles = 1, c.consumers = 1;
+    }
+    target_ctas = 132;
+  }
+  const int ctas = (N / (64 * c.row_tiles * c.consumers)) * ((M + c.tokens - 1) / c.tokens);
+  const int kt = layout::k_tiles(K);
+  // Split K while the grid underfills the GPU and each split keeps at least 2 k-tiles.
+  while (c.split_k < 8 && ctas * c.split_k < target_ctas && kt / (c.split_k * 2) >= 2) c.split_k *= 2;
+  return c;
+}
+
+size_t gemm_workspace_bytes(const QuantLinear& w, int M, const GemmConfig* config) {
+  const GemmConfig c = config ? *config : choose_config(w.format, M, w.N, w.K);
+  return splits_of(c, w.K) > 1 ? size_t(M) * w.N * sizeof(int32_t) : 0;
+}
+
+void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
+  QOQ_CUDA_REQUIRE(args.M >= 0, "quantized GEMM: M must be >= 0");
+  if (args.M == 0) return;
+  const GemmConfig c = args.config ? *args.config : choose_config(w.format, args.M, w.N, w.K);
+  QOQ_CUDA_REQUIRE(config_supported(w.format, c, w.N, w.K),
+                   "quantized GEMM: unsupported shape (N % 64, K % 64, g128 K % 128) or tile configuration");
+  QOQ_CUDA_REQUIRE(w.format != WeightFormat::kW4PerChannel || (w.zeros && args.a_sums),
+                   "quantized GEMM: per-channel W4 needs zeros and activation sums");
+  const int splits = splits_of(c, w.K);
+  QGemmParams p{};
+  p.w = w.packed;
+  p.M = args.M;
+  p.N = w.N;
+  p.k_tiles = layout::k_tiles(w.K);
+  p.k_tiles_split = (p.k_tiles + splits - 1) / splits;
+  p.epi = {args.a_scales, args.a_sums, w.scales,
+           w.format == WeightFormat::kW4PerChannel ? w.zeros : nullptr,
+           w.bias, args.residual, static_cast<uint16_t*>(args.out), args.M, w.N, args.out_bf16};
+  if (splits > 1) {
+    const size_t bytes = size_t(args.M) * w.N * sizeof(int32_t);
+    QOQ_CUDA_REQUIRE(args.workspace && args.workspace_bytes >= bytes, "quantized GEMM: split-K needs a workspace");
+    p.workspace = static_cast<int32_t*>(args.workspace);
+    QOQ_CUDA_CHECK(cudaMemsetAsync(p.workspace, 0, bytes, stream));
+  }
+  switch (w.format) {
+    case WeightFormat::kW4PerChannel: launch_format<WeightFormat::kW4PerChannel>(c, w, args, p, splits, stream); break;
+    case WeightFormat::kW4G128: launch_format<WeightFormat::kW4G128>(c, w, args, p, splits, stream); break;
+    case WeightFormat::kW8: launch_format<WeightFormat::kW8>(c, w, args, p, splits, stream); break;
+  }
+  if (splits > 1) {
+    const size_t chunks = size_t(args.M) * w.N / 8;
+    splitk_epilogue_kernel<<<unsigned((chunks + kThreads - 1) / kThreads), kThreads, 0, stream>>>(p.workspace, p.epi);
+    QOQ_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace qoq::cuda

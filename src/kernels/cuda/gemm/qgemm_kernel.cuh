@@ -1,0 +1,222 @@
+// The Hopper quantized GEMM: weights on the wgmma M side, dequantized in registers and fed as the register A
+// operand; activations (tokens) on the N side, loaded by TMA into 128-byte-swizzled shared memory as B.
+//
+// CTA = `kConsumers` consumer warpgroups + one producer warpgroup. The producer's first thread streams, per k-tile
+// of 128, the activation tile [kTokens x 128] (TMA, zero-filled past M and K) and the CTA's weight tiles (one bulk
+// copy each, kernel layout of layout.h) into a ring of shared-memory stages guarded by full/empty mbarriers. Each
+// consumer warpgroup owns kRowTiles x 64 output channels: per stage it loads its fragments with 16-byte
+// shared-memory loads, dequantizes (W4: mask/shift; g128: one multiply and a byte-wise subtract), and issues
+// 4 x kRowTiles wgmma m64 n{kTokens} k32 (int32 accumulators), keeping one stage's wgmmas in flight while it
+// dequantizes the next. Epilogue: accumulators go through shared memory so every thread writes 16 contiguous
+// bytes of the [M, N] output; with split-K, int32 partials are added into a workspace instead.
+#pragma once
+#include <cuda.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/gemm/dequant.h"
+#include "kernels/cuda/gemm/epilogue.cuh"
+#include "kernels/cuda/gemm/layout.h"
+#include "kernels/cuda/gemm/ptx.h"
+#include "kernels/cuda/gemm/wgmma.h"
+#include "qoq/cuda_gemm.h"
+
+namespace qoq::cuda {
+
+constexpr int tile_bytes(WeightFormat f) {
+  return f == WeightFormat::kW8 ? layout::kW8Bytes : f == WeightFormat::kW4G128 ? layout::kW4GBytes : layout::kW4Bytes;
+}
+
+template <WeightFormat F, int kTokens_, int kRowTiles_, int kConsumers_>
+struct QGemmTraits {
+  static constexpr WeightFormat kFormat = F;
+  static constexpr int kTokens = kTokens_;
+  static constexpr int kRowTiles = kRowTiles_;
+  static constexpr int kConsumers = kConsumers_;
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kRows = 64 * kRowTiles * kConsumers;  // output channels per CTA
+  static constexpr int kActBytes = kTokens * 128;              // one stage's activation tile, multiple of 1024
+  static constexpr int kWTileBytes = tile_bytes(F);
+  static constexpr int kWBytes = kWTileBytes * kRowTiles * kConsumers;
+  static constexpr int kStageBytes = kActBytes + kWBytes;
+  // The smallest token tile streams weights (decode) with few accumulators: two CTAs per SM; others fill one SM.
+  static constexpr int kMinBlocks = kConsumers == 1 && kTokens <= 16 ? 2 : 1;
+  static constexpr int kBudget = kMinBlocks == 2 ? 100 * 1024 : 200 * 1024;
+  static constexpr int kStages = kBudget / kStageBytes > 8 ? 8 : kBudget / kStageBytes;
+  static constexpr int kEpiPitch = kRows + 4;  // int32 words per token row; +4 keeps the writes conflict-free
+  static constexpr int kEpiBytes = kTokens * kEpiPitch * 4;
+  static constexpr int kDataBytes = kStages * kStageBytes > kEpiBytes ? kStages * kStageBytes : kEpiBytes;
+  static constexpr int kSmemBytes = 1024 + kDataBytes + 2 * kStages * 8;  // + alignment slack + barriers
+  static_assert(kStages >= 2, "shared memory budget too small for two stages");
+  static_assert(kSmemBytes <= 227 * 1024, "too much shared memory");
+};
+
+struct QGemmParams {
+  const uint8_t* w;  // kernel layout
+  int M, N;
+  int k_tiles;        // ceil(K / 128)
+  int k_tiles_split;  // k-tiles per split (gridDim.z splits)
+  int32_t* workspace; // [M, N] int32 when gridDim.z > 1
+  EpilogueParams epi;
+};
+
+namespace detail {
+
+// Dequantizes one stage's A fragments of one 64-row tile: a[step][reg] for the 4 k32 steps of the k-tile.
+template <WeightFormat F>
+__device__ __forceinline__ void load_fragments(const uint8_t* tile, int tid, uint32_t (&a)[4][4]) {
+  if constexpr (F == WeightFormat::kW8) {
+#pragma unroll
+    for (int step = 0; step < 4; ++step) {
+      const uint4 v = ptx::ld_shared_v4(tile + (step * 128 + tid) * 16);
+      a[step][0] = v.x, a[step][1] = v.y, a[step][2] = v.z, a[step][3] = v.w;
+    }
+  } else {
+    G128Consts lo_row{}, hi_row{};
+    if constexpr (F == WeightFormat::kW4G128) {
+      const int r = (tid / 32) * 16 + (tid % 32) / 4;  // row g of this warp; g + 8 is the high nibble
+      const uint16_t* gp = reinterpret_cast<const uint16_t*>(tile + layout::kW4CodeBytes);
+      const uint32_t p0 = gp[r], p1 = gp[r + 8];
+      lo_row = g128_consts_zs2(p0 & 0xFFu, p0 >> 8);
+      hi_row = g128_consts_zs2(p1 & 0xFFu, p1 >> 8);
+    }
+#pragma unroll
+    for (int kp = 0; kp < 2; ++kp) {
+      const uint4 v = ptx::ld_shared_v4(tile + (kp * 128 + tid) * 16);
+      const uint32_t x[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int s = 0; s < 2; ++s) {
+        uint32_t* r = a[2 * kp + s];
+        r[0] = low_nibbles(x[2 * s]);
+        r[1] = high_nibbles(x[2 * s]);
+        r[2] = low_nibbles(x[2 * s + 1]);
+        r[3] = high_nibbles(x[2 * s + 1]);
+        if constexpr (F == WeightFormat::kW4G128) {
+          r[0] = g128_dequant(r[0], lo_row);
+          r[1] = g128_dequant(r[1], hi_row);
+          r[2] = g128_dequant(r[2], lo_row);
+          r[3] = g128_dequant(r[3], hi_row);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+template <typename T>
+__global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
+    qgemm_kernel(const __grid_constant__ CUtensorMap act_map, const QGemmParams p) {
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* act_smem = smem;                                  // kStages x kActBytes (1024-aligned tiles)
+  uint8_t* w_smem = smem + T::kStages * T::kActBytes;        // kStages x kWBytes
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + T::kDataBytes);
+  uint64_t* empty = full + T::kStages;
+
+  const int n_block = blockIdx.x, m_block = blockIdx.y;
+  const int kt0 = blockIdx.z * p.k_tiles_split;
+  const int kt_end = min(p.k_tiles, kt0 + p.k_tiles_split);
+  const int nkt = kt_end - kt0;
+  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < T::kStages; ++s) {
+      ptx::mbar_init(&full[s], 1);
+      ptx::mbar_init(&empty[s], T::kConsumers);
+    }
+    ptx::fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (wg == T::kConsumers) {
+    // Producer warpgroup: one thread issues every copy.
+    if constexpr (T::kConsumers > 1) ptx::setmaxnreg_dec<40>();
+    if (tid == 0) {
+      const uint8_t* w_base = p.w + size_t(n_block) * T::kRowTiles * T::kConsumers * p.k_tiles * T::kWTileBytes;
+      for (int i = 0; i < nkt; ++i) {
+        const int s = i % T::kStages;
+        ptx::mbar_wait(&empty[s], ((i / T::kStages) & 1) ^ 1);
+        ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+        ptx::tma_load_2d(act_smem + s * T::kActBytes, &act_map, (kt0 + i) * 128, m_block * T::kTokens, &full[s]);
+#pragma unroll
+        for (int t = 0; t < T::kRowTiles * T::kConsumers; ++t)
+          ptx::bulk_load(w_smem + s * T::kWBytes + t * T::kWTileBytes,
+                         w_base + (size_t(t) * p.k_tiles + kt0 + i) * T::kWTileBytes, T::kWTileBytes, &full[s]);
+      }
+    }
+    return;
+  }
+
+  if constexpr (T::kConsumers > 1) ptx::setmaxnreg_inc<232>();
+  int32_t acc[T::kRowTiles][T::kTokens / 2];
+#pragma unroll
+  for (int mi = 0; mi < T::kRowTiles; ++mi)
+#pragma unroll
+    for (int j = 0; j < T::kTokens / 2; ++j) acc[mi][j] = 0;
+
+  for (int i = 0; i < nkt; ++i) {
+    const int s = i % T::kStages;
+    ptx::mbar_wait(&full[s], (i / T::kStages) & 1);
+    uint32_t a[T::kRowTiles][4][4];
+#pragma unroll
+    for (int mi = 0; mi < T::kRowTiles; ++mi)
+      detail::load_fragments<T::kFormat>(w_smem + s * T::kWBytes + (wg * T::kRowTiles + mi) * T::kWTileBytes, tid,
+                                         a[mi]);
+    const uint64_t desc = ptx::smem_desc_sw128(act_smem + s * T::kActBytes);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int step = 0; step < 4; ++step)
+#pragma unroll
+      for (int mi = 0; mi < T::kRowTiles; ++mi)
+        ptx::WgmmaRS<T::kTokens>::mma(acc[mi], a[mi][step], desc + uint64_t(step * 32 >> 4));
+    ptx::wgmma_commit();
+    // The previous stage's wgmmas have finished reading its activation tile: hand the stage back.
+    ptx::wgmma_wait<1>();
+    if (i > 0 && tid == 0) ptx::mbar_arrive(&empty[(i - 1) % T::kStages]);
+  }
+  ptx::wgmma_wait<0>();
+
+  // Accumulator fragment: acc[mi][4j + e]: row 16*warp + g (+8 for e >= 2), token 8j + 2t + (e & 1).
+  const int warp = tid / 32, g = (tid % 32) / 4, t = tid % 4;
+  if (gridDim.z > 1) {
+#pragma unroll
+    for (int mi = 0; mi < T::kRowTiles; ++mi)
+#pragma unroll
+      for (int j = 0; j < T::kTokens / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int m = m_block * T::kTokens + 8 * j + 2 * t + (e & 1);
+          const int n = n_block * T::kRows + (wg * T::kRowTiles + mi) * 64 + warp * 16 + g + (e >> 1) * 8;
+          if (m < p.M) atomicAdd(p.workspace + size_t(m) * p.N + n, acc[mi][4 * j + e]);
+        }
+    return;
+  }
+
+  // All consumers are done with the stages (every issued copy was consumed): reuse them for the epilogue.
+  ptx::named_barrier(1, 128 * T::kConsumers);
+  int32_t* epi = reinterpret_cast<int32_t*>(smem);
+#pragma unroll
+  for (int mi = 0; mi < T::kRowTiles; ++mi)
+#pragma unroll
+    for (int j = 0; j < T::kTokens / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int tok = 8 * j + 2 * t + (e & 1);
+        const int row = (wg * T::kRowTiles + mi) * 64 + warp * 16 + g + (e >> 1) * 8;
+        epi[tok * T::kEpiPitch + row] = acc[mi][4 * j + e];
+      }
+  ptx::named_barrier(1, 128 * T::kConsumers);
+  constexpr int kChunksPerToken = T::kRows / 8;
+  for (int c = threadIdx.x; c < T::kTokens * kChunksPerToken; c += 128 * T::kConsumers) {
+    const int tok = c / kChunksPerToken, r8 = c % kChunksPerToken;
+    const int m = m_block * T::kTokens + tok;
+    if (m >= p.M) continue;
+    const int32_t* src = epi + tok * T::kEpiPitch + r8 * 8;
+    const int4 v0 = *reinterpret_cast<const int4*>(src), v1 = *reinterpret_cast<const int4*>(src + 4);
+    const int32_t vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+    epilogue8(vals, m, n_block * T::kRows + r8 * 8, p.epi);
+  }
+}
+
+}  // namespace qoq::cuda

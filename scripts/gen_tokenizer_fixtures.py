@@ -42,12 +42,25 @@ TRICKY = [
 ]
 
 
-def wiki_lines(data, n):
+def read_wiki(data):
     with open(os.path.join(data, 'wikitext-2-raw', 'wiki.test.raw'), encoding='utf-8') as f:
-        lines = [l for l in f.read().split('\n') if l.strip()]
+        return f.read().split('\n')
+
+
+def wiki_lines(data, n):
+    lines = [l for l in read_wiki(data) if l.strip()]
     # A fixed, spread-out selection so headings, numbers and ordinary prose all appear.
     step = max(1, len(lines) // n)
     return lines[::step][:n]
+
+
+def wiki_line_indices(data, n, max_len=400):
+    """Indices (into wiki.test.raw split on '\n') of n spread-out non-empty lines of at most max_len chars;
+    fixtures store the index, not the text, to stay small."""
+    lines = read_wiki(data)
+    cand = [i for i, l in enumerate(lines) if l.strip() and len(l) <= max_len]
+    step = max(1, len(cand) // n)
+    return cand[::step][:n], lines
 
 
 # ---- tok512 (llama2.c): an independent re-implementation of run.c's encode ----
@@ -95,6 +108,76 @@ def gen_tok512(data):
     write('tok512.json', {'generator': 'python re-implementation of llama2.c encode', 'cases': cases})
 
 
+# ---- Llama-2 tokenizer.model: the sentencepiece package ----
+
+def gen_llama2(data):
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(data, 'llama2-tokenizer', 'tokenizer.model'))
+    idx, lines = wiki_line_indices(data, 150)
+    # Texts without "<s>"/"</s>": qoq splits those out as control ids, plain sentencepiece would not.
+    cases = [{'text': t, 'ids': sp.encode(t)} for t in TRICKY if '<s>' not in t and '</s>' not in t]
+    cases += [{'line': i, 'ids': sp.encode(lines[i])} for i in idx]
+    write('llama2_sp.json', {'generator': f'sentencepiece {spm.__version__} encode (no BOS)', 'cases': cases})
+
+
+# ---- SmolLM2 (GGUF, byte-level BPE): HF tokenizers with SmolLM2's own pre-tokenizer ----
+
+def gguf_fields(path):
+    from gguf import GGUFReader
+    r = GGUFReader(path)
+
+    def strs(key):
+        f = r.fields[key]
+        return [bytes(f.parts[j]).decode('utf-8') for j in f.data]
+
+    def ints(key):
+        f = r.fields[key]
+        return [int(f.parts[j][0]) for j in f.data]
+
+    def scalar(key):
+        f = r.fields[key]
+        v = f.parts[f.data[0]]
+        return bytes(v).decode('utf-8') if f.types[0].name == 'STRING' else v[0].item()
+    return strs, ints, scalar
+
+
+def smollm2_hf_tokenizer(gguf_path):
+    from tokenizers import Tokenizer, AddedToken, models, pre_tokenizers, decoders
+    strs, ints, scalar = gguf_fields(gguf_path)
+    tokens, types, merges = strs('tokenizer.ggml.tokens'), ints('tokenizer.ggml.token_type'), strs('tokenizer.ggml.merges')
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(' ', 1)) for m in merges]))
+    # SmolLM2's tokenizer.json: Sequence[Digits(individual_digits=true), ByteLevel(add_prefix_space=false)].
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t, ty in zip(tokens, types) if ty in (3, 4)])
+    return tok, scalar
+
+
+def gen_smollm2(data, gguf_path):
+    import tokenizers
+    tok, scalar = smollm2_hf_tokenizer(gguf_path)
+    idx, lines = wiki_line_indices(data, 300)
+    enc = lambda t: tok.encode(t, add_special_tokens=False).ids
+    cases = [{'text': t, 'ids': enc(t)} for t in TRICKY]
+    cases += [{'line': i, 'ids': enc(lines[i])} for i in idx]
+    # Cross-check against transformers' own GGUF import where it is available (reported, not stored).
+    try:
+        from transformers import AutoTokenizer
+        ht = AutoTokenizer.from_pretrained(os.path.dirname(gguf_path), gguf_file=os.path.basename(gguf_path))
+        bad = [c for c in cases if ht.encode(c['text'] if 'text' in c else lines[c['line']],
+                                             add_special_tokens=False) != c['ids']]
+        print(f'transformers GGUF tokenizer disagrees with the tokenizers reference on {len(bad)} of {len(cases)} cases')
+        for c in bad[:5]:
+            print('  ', repr(c.get('text', lines[c.get('line', 0)]))[:100])
+    except Exception as e:  # noqa: BLE001 - the cross-check is informative only
+        print('transformers cross-check skipped:', e)
+    write('smollm2.json', {'generator': f'tokenizers {tokenizers.__version__} from the GGUF vocab/merges with '
+                                        'SmolLM2 pre-tokenizer', 'cases': cases})
+
+
 def write(name, obj):
     path = os.path.join(OUT, name)
     with open(path, 'w', encoding='utf-8') as f:
@@ -110,9 +193,13 @@ def main():
     ap.add_argument('--only', default='')
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    todo = args.only.split(',') if args.only else ['tok512']
+    todo = args.only.split(',') if args.only else ['tok512', 'llama2', 'smollm2']
     if 'tok512' in todo:
         gen_tok512(args.data)
+    if 'llama2' in todo:
+        gen_llama2(args.data)
+    if 'smollm2' in todo:
+        gen_smollm2(args.data, args.gguf)
 
 
 if __name__ == '__main__':

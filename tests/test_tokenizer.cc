@@ -145,3 +145,61 @@ TEST(Tok512, CorruptFilesAreRejected) {
                      {"512 tokens", "32000"});
   expect_input_error([&] { load_llama2c_tokenizer("/nonexistent/tok.bin"); }, {"/nonexistent/tok.bin"});
 }
+
+// ---- golden ids against the reference libraries ----
+
+namespace {
+
+std::vector<std::string> wiki_lines() {
+  const std::string all = read_file(data_path("wikitext-2-raw/wiki.test.raw"));
+  std::vector<std::string> lines;
+  size_t b = 0;
+  for (size_t e; (e = all.find('\n', b)) != std::string::npos; b = e + 1) lines.push_back(all.substr(b, e - b));
+  lines.push_back(all.substr(b));
+  return lines;
+}
+
+// Each case is {"text": ..., "ids": [...]} or {"line": index into wiki.test.raw, "ids": [...]}.
+void expect_golden(const Tokenizer& tok, const std::string& fixture, size_t min_cases) {
+  const json fx = read_json(fixture_path(fixture));
+  const auto lines = wiki_lines();
+  ASSERT_GE(fx["cases"].size(), min_cases);
+  int mismatches = 0;
+  for (const auto& c : fx["cases"]) {
+    const std::string text = c.contains("text") ? c["text"].get<std::string>() : lines.at(c["line"].get<size_t>());
+    const std::vector<int32_t> want = c["ids"];
+    const auto got = tok.encode(text, false);
+    if (got != want && ++mismatches <= 5) ADD_FAILURE() << fixture << ": ids differ for: " << text;
+    EXPECT_EQ(tok.decode(want), text) << fixture << ": decode differs for: " << text;
+  }
+  EXPECT_EQ(mismatches, 0) << fixture;
+}
+
+std::string smollm2_path() {
+  const std::string p = std::string(QOQ_MODEL_CACHE) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(p)) ADD_FAILURE() << "missing model (run scripts/setup.sh): " << p;
+  return p;
+}
+
+const Tokenizer& smollm2() {
+  static const std::unique_ptr<Tokenizer> tok = load_tokenizer({TokenizerSource::Kind::Gguf, smollm2_path(), ""});
+  return *tok;
+}
+
+}  // namespace
+
+TEST(SmolLM2, GoldenIdsMatchHfTokenizers) { expect_golden(smollm2(), "smollm2.json", 300); }
+
+TEST(SmolLM2, SpecialTokensAndIds) {
+  const Tokenizer& tok = smollm2();
+  EXPECT_EQ(tok.vocab_size(), 49152);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  EXPECT_FALSE(tok.adds_bos());
+  EXPECT_EQ(tok.encode("<|im_start|>", false), std::vector<int32_t>{1});
+  EXPECT_EQ(tok.encode("<|im_end|>", true), (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(tok.stop_ids(), (std::vector<int32_t>{2, 0}));  // <|im_end|> (eos), <|endoftext|>
+  EXPECT_EQ(tok.token_text(0), "<|endoftext|>");
+  // Digits are split one by one (Digits(individual_digits=true)): "2024" is four tokens.
+  EXPECT_EQ(tok.encode("2024", false).size(), 4u);
+}

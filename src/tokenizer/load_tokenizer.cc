@@ -1,6 +1,7 @@
 // load_tokenizer(): the one entry point the model loaders and the CLI use.
 #include "qoq/error.h"
 #include "qoq/tokenizer.h"
+#include "tokenizer/gguf_tokenizer.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
 #include "tokenizer/sp_bpe.h"
 
@@ -12,9 +13,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerSource& src) {
       return load_llama2c_tokenizer(src.path);
     case TokenizerSource::Kind::SentencePiece:
       return load_sentencepiece_tokenizer(src.path, src.chat_template);
-    case TokenizerSource::Kind::HfJson:
     case TokenizerSource::Kind::Gguf:
-      fail_input("tokenizer '{}': byte-level BPE is not built yet (in progress in src/tokenizer)", src.path);
+      return load_gguf_tokenizer(src.path, src.chat_template);
+    case TokenizerSource::Kind::HfJson:
+      fail_input("tokenizer '{}': tokenizer.json support is not built yet (in progress in src/tokenizer)", src.path);
     case TokenizerSource::Kind::None:
       break;
   }

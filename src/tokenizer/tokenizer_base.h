@@ -16,6 +16,7 @@ class TokenizerBase : public Tokenizer {
   std::vector<int32_t> stop_ids() const override { return stop_ids_; }
 
   const ChatTemplate& chat_template() const { return chat_; }
+  bool has_token(const std::string& text) const { return find_token(text) >= 0; }
   // Sets the template and derives stop ids: eos plus the end-of-turn tokens of the family found in the vocab.
   void set_chat_template(ChatTemplate t);
 

@@ -1,0 +1,144 @@
+#include "quant/linalg.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/thread_pool.h"
+
+namespace qoq::quant {
+
+void check_matrix(const Tensor& w, const char* what) {
+  QOQ_CHECK(w.defined() && w.dtype() == DType::F32 && w.ndim() == 2, "{} must be an F32 matrix, got {}", what,
+            w.defined() ? w.str() : "undefined");
+}
+
+namespace {
+void check_vector(const Tensor* b, int64_t n, const char* what) {
+  if (!b) return;
+  QOQ_CHECK(b->defined() && b->dtype() == DType::F32 && b->numel() == n, "{} must be F32 [{}], got {}", what, n,
+            b->defined() ? b->str() : "undefined");
+}
+}  // namespace
+
+void scale_rows(Tensor& w, Tensor* bias, std::span<const float> s, bool divide) {
+  check_matrix(w, "scale_rows weight");
+  const int64_t n = w.dim(0), k = w.dim(1);
+  QOQ_CHECK(int64_t(s.size()) == n, "scale_rows: {} scales for {}", s.size(), w.str());
+  check_vector(bias, n, "scale_rows bias");
+  float* p = w.data<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    const float f = divide ? 1.f / s[i] : s[i];
+    // Divide exactly when asked (x / s, not x * (1/s)) so that scaling and unscaling by the same s round-trips as
+    // closely as float allows.
+    for (int64_t j = 0; j < k; ++j) p[i * k + j] = divide ? p[i * k + j] / s[i] : p[i * k + j] * f;
+    if (bias) bias->data<float>()[i] = divide ? bias->data<float>()[i] / s[i] : bias->data<float>()[i] * f;
+  }
+}
+
+void scale_cols(Tensor& w, std::span<const float> s, bool divide) {
+  check_matrix(w, "scale_cols weight");
+  const int64_t n = w.dim(0), k = w.dim(1);
+  QOQ_CHECK(int64_t(s.size()) == k, "scale_cols: {} scales for {}", s.size(), w.str());
+  float* p = w.data<float>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) p[i * k + j] = divide ? p[i * k + j] / s[j] : p[i * k + j] * s[j];
+}
+
+std::vector<int32_t> invert_permutation(std::span<const int32_t> perm) {
+  std::vector<int32_t> inv(perm.size(), -1);
+  for (size_t i = 0; i < perm.size(); ++i) {
+    QOQ_CHECK(perm[i] >= 0 && size_t(perm[i]) < perm.size() && inv[perm[i]] < 0, "not a permutation at index {}", i);
+    inv[perm[i]] = int32_t(i);
+  }
+  return inv;
+}
+
+void permute_rows(Tensor& w, Tensor* bias, std::span<const int32_t> perm) {
+  check_matrix(w, "permute_rows weight");
+  const int64_t n = w.dim(0), k = w.dim(1);
+  QOQ_CHECK(int64_t(perm.size()) == n, "permute_rows: permutation of {} for {}", perm.size(), w.str());
+  check_vector(bias, n, "permute_rows bias");
+  invert_permutation(perm);  // validates
+  const Tensor src = w.clone();
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(w.data<float>() + i * k, src.data<float>() + int64_t(perm[i]) * k, size_t(k) * sizeof(float));
+  if (bias) {
+    const Tensor b = bias->clone();
+    for (int64_t i = 0; i < n; ++i) bias->data<float>()[i] = b.data<float>()[perm[i]];
+  }
+}
+
+void permute_cols(Tensor& w, std::span<const int32_t> perm) {
+  check_matrix(w, "permute_cols weight");
+  const int64_t n = w.dim(0), k = w.dim(1);
+  QOQ_CHECK(int64_t(perm.size()) == k, "permute_cols: permutation of {} for {}", perm.size(), w.str());
+  invert_permutation(perm);
+  std::vector<float> row(k);
+  float* p = w.data<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) row[j] = p[i * k + perm[j]];
+    std::memcpy(p + i * k, row.data(), size_t(k) * sizeof(float));
+  }
+}
+
+bool cholesky_lower(std::vector<double>& a, int64_t n) {
+  QOQ_CHECK(int64_t(a.size()) == n * n, "cholesky: {} values for n={}", a.size(), n);
+  // Row-oriented (L[i][j] = (A[i][j] - <L_i, L_j>) / L[j][j]): every inner product runs over two contiguous row
+  // prefixes, which the compiler vectorizes.
+  for (int64_t i = 0; i < n; ++i) {
+    double* li = a.data() + i * n;
+    for (int64_t j = 0; j <= i; ++j) {
+      const double* lj = a.data() + j * n;
+      double s = li[j];
+      for (int64_t t = 0; t < j; ++t) s -= li[t] * lj[t];
+      if (j < i) {
+        li[j] = s / lj[j];
+      } else {
+        if (!(s > 0) || !std::isfinite(s)) return false;
+        li[i] = std::sqrt(s);
+      }
+    }
+    for (int64_t j = i + 1; j < n; ++j) li[j] = 0;
+  }
+  return true;
+}
+
+void invert_lower(std::vector<double>& l, int64_t n) {
+  QOQ_CHECK(int64_t(l.size()) == n * n, "invert_lower: {} values for n={}", l.size(), n);
+  // Column by column of X = L⁻¹ via forward substitution; rows of X are independent, so work in parallel on
+  // disjoint output columns j: X[i][j] = -(sum_{t=j..i-1} L[i][t] X[t][j]) / L[i][i].
+  std::vector<double> x(size_t(n * n), 0.0);
+  parallel_for(
+      n,
+      [&](int64_t j0, int64_t j1) {
+        std::vector<double> col(n);
+        for (int64_t j = j0; j < j1; ++j) {
+          for (int64_t i = 0; i < j; ++i) col[i] = 0;
+          col[j] = 1.0 / l[j * n + j];
+          for (int64_t i = j + 1; i < n; ++i) {
+            const double* li = l.data() + i * n;
+            double s = 0;
+            for (int64_t t = j; t < i; ++t) s += li[t] * col[t];
+            col[i] = -s / li[i];
+          }
+          for (int64_t i = j; i < n; ++i) x[i * n + j] = col[i];
+        }
+      },
+      16);
+  l.swap(x);
+}
+
+bool inverse_upper_cholesky(std::span<const double> a, int64_t n, std::vector<double>& u) {
+  QOQ_CHECK(int64_t(a.size()) == n * n, "inverse_upper_cholesky: {} values for n={}", a.size(), n);
+  std::vector<double> r(size_t(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) r[i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)];
+  if (!cholesky_lower(r, n)) return false;
+  invert_lower(r, n);
+  u.assign(size_t(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) u[i * n + j] = r[(n - 1 - i) * n + (n - 1 - j)];
+  return true;
+}
+
+}  // namespace qoq::quant

@@ -110,12 +110,27 @@ double time_us(cudaStream_t s, const std::function<void(int)>& call) {
   return t[t.size() / 2];
 }
 
+// Device-to-device copy of 2 GiB, best of 10 after 3 warm-ups, counting bytes read + written.
 double copy_bandwidth(cudaStream_t s) {
-  const size_t bytes = size_t(1) << 30;
+  const size_t bytes = size_t(2) << 30;
   Buf a(bytes), b(bytes);
   CK(cudaMemset(a.p, 1, bytes));
-  const double us = time_us(s, [&](int) { CK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, s)); });
-  return 2.0 * bytes / (us * 1e-6) / 1e12;  // TB/s, bytes read + written
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  float best = 1e30f;
+  for (int i = 0; i < 13; ++i) {
+    CK(cudaEventRecord(e0, s));
+    CK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, s));
+    CK(cudaEventRecord(e1, s));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    if (i >= 3) best = std::min(best, ms);
+  }
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+  return 2.0 * bytes / (best * 1e-3) / 1e12;
 }
 
 struct Lt {
@@ -181,9 +196,12 @@ int main(int argc, char** argv) {
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  const double bw = copy_bandwidth(s);
-  std::printf("device %s, %d SMs, L2 %d MB; measured copy bandwidth %.2f TB/s (read+write)\n", prop.name,
-              prop.multiProcessorCount, prop.l2CacheSize >> 20, bw);
+  // Limits use the larger of this run's copy bandwidth and DESIGN §6's 4.24 TB/s, so a cold or slow copy path
+  // never makes our kernels look closer to the limit than they are.
+  const double bw_measured = copy_bandwidth(s);
+  const double bw = std::max(bw_measured, 4.24);
+  std::printf("device %s, %d SMs, L2 %d MB; copy bandwidth measured %.2f TB/s (read+write), limit uses %.2f\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, bw_measured, bw);
   FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
   if (csv)
     std::fprintf(csv, "shape,N,K,M,method,us,tops,weight_tbps,limit_us,frac_limit,best_cublas_us,ratio_vs_best_cublas\n");
@@ -336,6 +354,51 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
+  // Decode-size tuning: every tile/split choice for W4 per-channel at M = 1 and 16 (the dispatch table's input).
+  if (!quick) {
+    std::printf("\nsplit-K sweep, W4A8 per-channel (us per call; rows = weight rows per CTA):\n");
+    for (const Shape& sh : shapes) {
+      const int N = sh.N, K = sh.K;
+      const size_t w4 = cuda::packed_weight_bytes(cuda::WeightFormat::kW4PerChannel, N, K);
+      const int n_copies = int(std::max<size_t>(2, (kRotateBytes + w4 - 1) / w4));
+      std::vector<std::unique_ptr<Buf>> set;
+      for (int i = 0; i < n_copies; ++i) {
+        set.push_back(std::make_unique<Buf>(w4));
+        if (i == 0) fill(set[0]->p, w4, Fill::kBytes, 21);
+        else CK(cudaMemcpy(set[i]->p, set[0]->p, w4, cudaMemcpyDeviceToDevice));
+      }
+      Buf scales(size_t(2) * N), zeros(N), codes(size_t(16) * K), asc(64), asum(64), out(size_t(2) * 16 * N);
+      CK(cudaMemset(zeros.p, 3, N));
+      fill(scales.p, size_t(2) * N, Fill::kScales16, 22);
+      fill(codes.p, size_t(16) * K, Fill::kInt8, 23);
+      fill(asc.p, 64, Fill::kScales16, 24);
+      CK(cudaMemset(asum.p, 0, 64));
+      for (int M : {1, 16}) {
+        std::printf("  %-8s M=%-3d", sh.name, M);
+        for (int rt : {1, 2})
+          for (int split : {1, 2, 4, 8, 16}) {
+            cuda::GemmConfig c{16, rt, 1, split};
+            if (!cuda::config_supported(cuda::WeightFormat::kW4PerChannel, c, N, K)) continue;
+            cuda::QuantLinear w;
+            w.format = cuda::WeightFormat::kW4PerChannel;
+            w.N = N, w.K = K, w.scales = scales.as<uint16_t>(), w.zeros = zeros.as<uint8_t>();
+            const size_t ws_bytes = cuda::gemm_workspace_bytes(w, M, &c);
+            Buf ws(ws_bytes);
+            cuda::GemmArgs args;
+            args.a = codes.as<int8_t>(), args.a_scales = asc.as<float>(), args.a_sums = asum.as<int32_t>();
+            args.M = M, args.out = out.p, args.workspace = ws.p, args.workspace_bytes = ws_bytes, args.config = &c;
+            const double us = time_us(s, [&](int i) {
+              w.packed = set[i % set.size()]->as<uint8_t>();
+              cuda::gemm(w, args, s);
+            });
+            std::printf("  r%d/s%d %.1f", 64 * rt, split, us);
+          }
+        const cuda::GemmConfig d = cuda::choose_config(cuda::WeightFormat::kW4PerChannel, M, N, K);
+        std::printf("   [dispatch: r%d/s%d]\n", 64 * d.row_tiles * d.consumers, d.split_k);
+      }
+    }
+  }
+
   // The activation quantizer alone (it runs once per layer input, shared by q/k/v or gate/up).
   {
     const int K = 4096;

@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 status() { [ "$1" = 0 ] && echo PASS || echo "FAIL(rc=$1)"; }
 
 # 1. Fast correctness checks first: a broken kernel (or a hung pipeline) shows here within seconds.
-timeout 120 "$BIN/cuda_test_qgemm" --gtest_filter='ActQuant*:Repack*:QGemm.EveryConfig*:QGemm.BiasResidual*:QGemm.Rejects*' \
+timeout 90 "$BIN/cuda_test_qgemm" --gtest_filter='ActQuant*:Repack*:QGemm.EveryConfig*:QGemm.BiasResidual*:QGemm.Rejects*' \
   >"$OUT/test_fast.log" 2>&1
 rc_fast=$?
 # 2. The model shapes at every M (Llama-3-8B, SmolLM2; with --skip-big not Llama-3-70B / Qwen2-72B).
@@ -30,11 +30,11 @@ rc_shapes=skipped
 if [ "$rc_fast" = 0 ]; then
   filter='QGemm.W*'
   [ "$SKIP_BIG" = 1 ] && filter='QGemm.W*-*70B*'
-  timeout 300 "$BIN/cuda_test_qgemm" --gtest_filter="$filter" >"$OUT/test_shapes.log" 2>&1
+  timeout 220 "$BIN/cuda_test_qgemm" --gtest_filter="$filter" >"$OUT/test_shapes.log" 2>&1
   rc_shapes=$?
 fi
 # 3. The benchmark.
-timeout 300 "$BIN/bench_gemm" $QUICK --csv "$OUT/bench.csv" >"$OUT/bench.log" 2>&1
+timeout 200 "$BIN/bench_gemm" $QUICK --csv "$OUT/bench.csv" >"$OUT/bench.log" 2>&1
 rc_bench=$?
 # 4. SASS facts: the int8 wgmma (IGMMA) is there, and no local-memory spills in the GEMM kernels.
 if command -v cuobjdump >/dev/null; then

@@ -42,7 +42,7 @@ struct QuantLinear {
 
 // Tile configuration of one launch (a row of the dispatch table).
 struct GemmConfig {
-  int tokens = 0;     // tokens per CTA, the wgmma N: 16, 64 or 128
+  int tokens = 0;     // tokens per CTA, the wgmma N: 16 or 128
   int row_tiles = 0;  // 64-row weight tiles per consumer warpgroup (1 or 2)
   int consumers = 0;  // consumer warpgroups (1 or 2)
   int split_k = 1;    // > 1: int32 partial sums reduced in the workspace, then a separate epilogue

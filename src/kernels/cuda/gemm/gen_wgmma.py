@@ -3,7 +3,7 @@
 
 Run from this folder: python3 gen_wgmma.py
 """
-NS = [16, 64, 128]
+NS = [16, 128]
 
 
 def chunks(items, n):

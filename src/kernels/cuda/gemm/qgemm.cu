@@ -48,7 +48,7 @@ void launch(const QuantLinear& w, const GemmArgs& args, QGemmParams p, int split
         cudaFuncSetAttribute(qgemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   });
   const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
-  const dim3 grid(w.N / T::kRows, (args.M + T::kTokens - 1) / T::kTokens, splits);
+  const dim3 grid((w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens), 1, splits);
   qgemm_kernel<T><<<grid, T::kThreads, T::kSmemBytes, stream>>>(map, p);
   QOQ_CUDA_CHECK_LAUNCH();
 }
@@ -60,8 +60,6 @@ void launch_format(const GemmConfig& c, const QuantLinear& w, const GemmArgs& ar
   switch (key) {
     case 1611: return launch<QGemmTraits<F, 16, 1, 1>>(w, args, p, splits, stream);
     case 1621: return launch<QGemmTraits<F, 16, 2, 1>>(w, args, p, splits, stream);
-    case 6411: return launch<QGemmTraits<F, 64, 1, 1>>(w, args, p, splits, stream);
-    case 6421: return launch<QGemmTraits<F, 64, 2, 1>>(w, args, p, splits, stream);
     case 12811: return launch<QGemmTraits<F, 128, 1, 1>>(w, args, p, splits, stream);
     case 12812: return launch<QGemmTraits<F, 128, 1, 2>>(w, args, p, splits, stream);
     case 12822: return launch<QGemmTraits<F, 128, 2, 2>>(w, args, p, splits, stream);
@@ -91,8 +89,7 @@ int splits_of(const GemmConfig& c, int K) {
 
 bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K) {
   const int key = c.tokens * 100 + c.row_tiles * 10 + c.consumers;
-  const bool known = key == 1611 || key == 1621 || key == 6411 || key == 6421 || key == 12811 || key == 12812 ||
-                     key == 12822;
+  const bool known = key == 1611 || key == 1621 || key == 12811 || key == 12812 || key == 12822;
   const int rows = 64 * c.row_tiles * c.consumers;
   const int kmult = format == WeightFormat::kW4G128 ? 128 : 64;
   return known && N > 0 && N % rows == 0 && K > 0 && K % kmult == 0 && c.split_k >= 1 &&
@@ -104,12 +101,13 @@ GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
   (void)format;
   GemmConfig c;
   int target_ctas;
-  if (M <= 64) {
-    c.tokens = M <= 16 ? 16 : 64;
+  if (M <= 16) {
+    c.tokens = 16;
     c.consumers = 1;
     c.row_tiles = N % 128 == 0 ? 2 : 1;
     target_ctas = 2 * 132;  // two CTAs per SM stream weights
   } else {
+    // 17..128 tokens are still weight-bound: one 128-token tile (zero-filled past M) costs no extra bytes.
     c.tokens = 128;
     if (M > 128 && N % 256 == 0) {
       c.row_tiles = 2, c.consumers = 2;

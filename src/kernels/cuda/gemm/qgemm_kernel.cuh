@@ -51,6 +51,8 @@ struct QGemmTraits {
   static_assert(kSmemBytes <= 227 * 1024, "too much shared memory");
 };
 
+constexpr int kRasterGroup = 8;
+
 struct QGemmParams {
   const uint8_t* w;  // kernel layout
   int M, N;
@@ -114,7 +116,14 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + T::kDataBytes);
   uint64_t* empty = full + T::kStages;
 
-  const int n_block = blockIdx.x, m_block = blockIdx.y;
+  // Grouped rasterization: CTAs in flight together cover kRasterGroup weight row blocks x many token blocks, so
+  // both operands are re-read from L2 rather than HBM (without it a wave of gate_up CTAs streams all 58 MB).
+  const int n_blocks = p.N / T::kRows, m_blocks = (p.M + T::kTokens - 1) / T::kTokens;
+  const int per_group = kRasterGroup * m_blocks;
+  const int first_n = int(blockIdx.x) / per_group * kRasterGroup;
+  const int group_rows = min(kRasterGroup, n_blocks - first_n);
+  const int in_group = int(blockIdx.x) % per_group;
+  const int n_block = first_n + in_group % group_rows, m_block = in_group / group_rows;
   const int kt0 = blockIdx.z * p.k_tiles_split;
   const int kt_end = min(p.k_tiles, kt0 + p.k_tiles_split);
   const int nkt = kt_end - kt0;
@@ -155,6 +164,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
 #pragma unroll
     for (int j = 0; j < T::kTokens / 2; ++j) acc[mi][j] = 0;
 
+  // wgmma reads its A registers asynchronously until a wait_group covers it, and ptxas serializes every wgmma
+  // (C7513) when registers feeding a wgmma are written while another is in flight. So each stage retires its
+  // wgmmas (wait 0) before the next stage's fragments are written; the tensor cores stay busy through the other
+  // consumer warpgroup or the second CTA on the SM, whose wgmmas overlap this warpgroup's loads and dequantization.
   for (int i = 0; i < nkt; ++i) {
     const int s = i % T::kStages;
     ptx::mbar_wait(&full[s], (i / T::kStages) & 1);
@@ -171,11 +184,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
       for (int mi = 0; mi < T::kRowTiles; ++mi)
         ptx::WgmmaRS<T::kTokens>::mma(acc[mi], a[mi][step], desc + uint64_t(step * 32 >> 4));
     ptx::wgmma_commit();
-    // The previous stage's wgmmas have finished reading its activation tile: hand the stage back.
-    ptx::wgmma_wait<1>();
-    if (i > 0 && tid == 0) ptx::mbar_arrive(&empty[(i - 1) % T::kStages]);
+    ptx::wgmma_wait<0>();
+    if (tid == 0) ptx::mbar_arrive(&empty[s]);  // this stage's tiles are fully consumed
   }
-  ptx::wgmma_wait<0>();
 
   // Accumulator fragment: acc[mi][4j + e]: row 16*warp + g (+8 for e >= 2), token 8j + 2t + (e & 1).
   const int warp = tid / 32, g = (tid % 32) / 4, t = tid % 4;

@@ -84,6 +84,15 @@ WeightGrid w4_per_channel_grid(std::span<const float> lo, std::span<const float>
   return g;
 }
 
+WeightGrid w4_per_channel_minmax_grid(const float* w, int64_t N, int64_t K) {
+  std::vector<float> lo(static_cast<size_t>(N)), hi(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) {
+    lo[n] = *std::min_element(w + n * K, w + (n + 1) * K);
+    hi[n] = *std::max_element(w + n * K, w + (n + 1) * K);
+  }
+  return w4_per_channel_grid(lo, hi, K);
+}
+
 WeightGrid w4_group_grid(const float* w, int64_t N, int64_t K, int64_t group) {
   QOQ_CHECK(group >= 2 && group % 2 == 0, "group size {} must be even and >= 2", group);
   WeightGrid g;

@@ -49,6 +49,9 @@ struct QuantWeight {
 // Per-channel W4 grid for ranges [lo[n], hi[n]] (each widened to include 0, see rtn.h).
 WeightGrid w4_per_channel_grid(std::span<const float> lo, std::span<const float> hi, int64_t K);
 
+// The per-channel grid over each row's [min, max] (r = 1: no clipping).
+WeightGrid w4_per_channel_minmax_grid(const float* w, int64_t N, int64_t K);
+
 // Progressive grid of DESIGN §3 from the weights themselves (w [N, K]); group in {32, 64, 128, ...}; K not a
 // multiple of the group is padded with zero weights.
 WeightGrid w4_group_grid(const float* w, int64_t N, int64_t K, int64_t group);

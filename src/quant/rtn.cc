@@ -65,12 +65,6 @@ std::vector<float> default_clip_ratios() {
   return r;
 }
 
-WeightGrid w4_per_channel_minmax_grid(const float* w, int64_t N, int64_t K) {
-  std::vector<float> lo, hi;
-  row_ranges(w, N, K, lo, hi);
-  return w4_per_channel_grid(lo, hi, K);
-}
-
 std::vector<double> row_errors(const float* w, const QuantWeight& q, const Hessian* h) {
   const int64_t N = q.grid.N, K = q.grid.K;
   const std::vector<float> deq = q.dequantize();

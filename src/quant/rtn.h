@@ -27,9 +27,6 @@ struct ClipResult {
 ClipResult search_clip_w4_per_channel(const float* w, int64_t N, int64_t K, const Hessian* h,
                                       std::span<const float> ratios);
 
-// The grid at r = 1 (min/max ranges), the starting point without calibration.
-WeightGrid w4_per_channel_minmax_grid(const float* w, int64_t N, int64_t K);
-
 // Row errors e_n H e_nᵀ (or |e_n|^2 when h is null) of a quantized weight against the float one (w [N, K]).
 std::vector<double> row_errors(const float* w, const QuantWeight& q, const Hessian* h);
 

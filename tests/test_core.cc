@@ -25,7 +25,7 @@ TEST(Half, RoundsHalfToEven) {
   // 1 + 3*2^-11 is halfway between 1+2^-10 (odd) and 1+2^-9 (even).
   EXPECT_EQ(float_to_half(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
   EXPECT_EQ(float_to_half(65504.0f), 0x7bff);
-  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);           // overflow to inf
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);               // overflow to inf
   EXPECT_EQ(float_to_half(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
   EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0x0000);  // tie to even: zero
   EXPECT_EQ(float_to_half(std::ldexp(1.5f, -25)), 0x0001);
@@ -80,9 +80,10 @@ TEST(ThreadPool, CoversRangeOnceAndPropagatesErrors) {
     });
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1);
   }
-  EXPECT_THROW(parallel_for(100, [](int64_t b, int64_t) {
-                 if (b > 10) throw Error("boom");
-               }),
+  EXPECT_THROW(parallel_for(100,
+                            [](int64_t b, int64_t) {
+                              if (b > 10) throw Error("boom");
+                            }),
                Error);
   // Still usable afterwards.
   std::atomic<int64_t> sum{0};

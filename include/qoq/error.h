@@ -31,13 +31,13 @@ template <typename... Args>
 }  // namespace qoq
 
 // Internal invariant; message is a fmt format string with arguments.
-#define QOQ_CHECK(cond, ...)                                                                              \
-  do {                                                                                                    \
+#define QOQ_CHECK(cond, ...)                                                                                      \
+  do {                                                                                                            \
     if (!(cond)) ::qoq::fail("{}:{}: check failed: {}: {}", __FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
   } while (0)
 
 // Validation of user-provided data; the message must name the file/field/limit.
-#define QOQ_CHECK_INPUT(cond, ...)                        \
-  do {                                                    \
-    if (!(cond)) ::qoq::fail_input(__VA_ARGS__);          \
+#define QOQ_CHECK_INPUT(cond, ...)               \
+  do {                                           \
+    if (!(cond)) ::qoq::fail_input(__VA_ARGS__); \
   } while (0)

@@ -56,10 +56,12 @@ void Progress::draw(const std::string& suffix, bool final) {
   std::string bar(filled, '#');
   bar.resize(kWidth, '.');
   std::fprintf(stderr, "%s%s [%s] %lld/%lld %.1fs%s%s%s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
-               (long long)done_, (long long)total_, t, final ? "" : " eta ", final ? "" : std::to_string(int(eta)).c_str(),
-               suffix.empty() ? "" : " ", suffix.c_str());
-  if (!tty_ || final) std::fputc('\n', stderr);
-  else std::fputs("\x1b[K", stderr);
+               (long long)done_, (long long)total_, t, final ? "" : " eta ",
+               final ? "" : std::to_string(int(eta)).c_str(), suffix.empty() ? "" : " ", suffix.c_str());
+  if (!tty_ || final)
+    std::fputc('\n', stderr);
+  else
+    std::fputs("\x1b[K", stderr);
   std::fflush(stderr);
 }
 

@@ -9,24 +9,36 @@ namespace qoq {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::I8: return 1;
-    case DType::U8: return 1;
-    case DType::I32: return 4;
+    case DType::F32:
+      return 4;
+    case DType::F16:
+      return 2;
+    case DType::BF16:
+      return 2;
+    case DType::I8:
+      return 1;
+    case DType::U8:
+      return 1;
+    case DType::I32:
+      return 4;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::I8: return "I8";
-    case DType::U8: return "U8";
-    case DType::I32: return "I32";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::I8:
+      return "I8";
+    case DType::U8:
+      return "U8";
+    case DType::I32:
+      return "I32";
   }
   return "?";
 }
@@ -86,8 +98,7 @@ Tensor Tensor::view(void* data, DType dtype, Shape shape, std::shared_ptr<void> 
 }
 
 Tensor Tensor::from_vector(const std::vector<float>& v, Shape shape) {
-  QOQ_CHECK(int64_t(v.size()) == shape_numel(shape), "from_vector: {} values for shape {}", v.size(),
-            shape_str(shape));
+  QOQ_CHECK(int64_t(v.size()) == shape_numel(shape), "from_vector: {} values for shape {}", v.size(), shape_str(shape));
   Tensor t = empty(DType::F32, std::move(shape));
   if (!v.empty()) std::memcpy(t.data_, v.data(), v.size() * 4);
   return t;
@@ -120,12 +131,18 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
 float Tensor::at_f32(int64_t i) const {
   QOQ_CHECK(device_ == Device::CPU && i >= 0 && i < numel(), "at_f32({}) on {}", i, str());
   switch (dtype_) {
-    case DType::F32: return static_cast<const float*>(data_)[i];
-    case DType::F16: return half_to_float(static_cast<const uint16_t*>(data_)[i]);
-    case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(data_)[i]);
-    case DType::I8: return static_cast<const int8_t*>(data_)[i];
-    case DType::U8: return static_cast<const uint8_t*>(data_)[i];
-    case DType::I32: return float(static_cast<const int32_t*>(data_)[i]);
+    case DType::F32:
+      return static_cast<const float*>(data_)[i];
+    case DType::F16:
+      return half_to_float(static_cast<const uint16_t*>(data_)[i]);
+    case DType::BF16:
+      return bf16_to_float(static_cast<const uint16_t*>(data_)[i]);
+    case DType::I8:
+      return static_cast<const int8_t*>(data_)[i];
+    case DType::U8:
+      return static_cast<const uint8_t*>(data_)[i];
+    case DType::I32:
+      return float(static_cast<const int32_t*>(data_)[i]);
   }
   return 0;
 }

@@ -316,6 +316,7 @@ int main(int argc, char** argv) {
         auto& set = f == 0 ? ww8 : f == 1 ? ww4 : ww4g;
         const size_t ws_bytes = cuda::gemm_workspace_bytes(w, M);
         Buf ws(ws_bytes);
+        CK(cudaMemset(ws.p, 0, std::max<size_t>(ws_bytes, 16)));
         cuda::GemmArgs args;
         args.a = codes.as<int8_t>();
         args.a_scales = asc.as<float>();
@@ -384,6 +385,7 @@ int main(int argc, char** argv) {
             w.N = N, w.K = K, w.scales = scales.as<uint16_t>(), w.zeros = zeros.as<uint8_t>();
             const size_t ws_bytes = cuda::gemm_workspace_bytes(w, M, &c);
             Buf ws(ws_bytes);
+            CK(cudaMemset(ws.p, 0, std::max<size_t>(ws_bytes, 16)));
             cuda::GemmArgs args;
             args.a = codes.as<int8_t>(), args.a_scales = asc.as<float>(), args.a_sums = asum.as<int32_t>();
             args.M = M, args.out = out.p, args.workspace = ws.p, args.workspace_bytes = ws_bytes, args.config = &c;

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include "kernels/cpu/qgemm_ref.h"
 #include "kernels/cuda/gemm/dequant.h"
@@ -57,7 +58,7 @@ TEST(QGemmRef, ProgressiveQuantStaysInInt8AndByteRange) {
   const int N = 64, K = 512;
   auto w = randn(size_t(N) * K, 2);
   for (int n = 0; n < N; n += 3) w[size_t(n) * K + (n * 7) % K] *= 40.f;  // outliers stretch some groups
-  for (int k = 0; k < 128; ++k) w[size_t(5) * K + k] = 0.25f;           // a flat group
+  for (int k = 0; k < 128; ++k) w[size_t(5) * K + k] = 0.25f;             // a flat group
   const auto q = ref::quantize_w4_group(w.data(), N, K);
   double err = 0, ref = 0;
   for (int n = 0; n < N; ++n) {
@@ -101,20 +102,24 @@ TEST(QGemmRef, PackNibblesIsCanonical) {
 }
 
 TEST(QGemmRef, ByteTrickEqualsPlainFormulaExhaustively) {
-  // Every (s2, z) and every code, in each byte lane, with the other lanes holding other codes.
+  // Every (s2, z), every valid code in each byte lane (|s2 (q - z)| <= 127, as the quantizer guarantees), with the
+  // other lanes holding other valid codes, so carries between lanes would show.
   for (uint32_t s2 = 1; s2 <= 16; ++s2)
     for (uint32_t z = 0; z <= 15; ++z) {
       const auto c = cuda::g128_consts(s2, z);
-      for (uint32_t q0 = 0; q0 < 16; ++q0)
-        for (uint32_t q1 = 0; q1 < 16; q1 += 5) {
-          const uint32_t qs[4] = {q0, q1, 15 - q0, (q0 + q1) & 15};
+      std::vector<uint32_t> valid;
+      for (uint32_t q = 0; q < 16; ++q)
+        if (std::abs(int(s2) * (int(q) - int(z))) <= 127) valid.push_back(q);
+      ASSERT_FALSE(valid.empty());
+      const size_t n = valid.size();
+      for (size_t i0 = 0; i0 < n; ++i0)
+        for (size_t i1 = 0; i1 < n; ++i1) {
+          const uint32_t qs[4] = {valid[i0], valid[i1], valid[(i0 + i1) % n], valid[(n - 1 - i0)]};
           const uint32_t word = qs[0] | qs[1] << 8 | qs[2] << 16 | qs[3] << 24;
           const uint32_t r = cuda::g128_dequant(word, c);
-          for (int b = 0; b < 4; ++b) {
-            const int expect = int(s2) * (int(qs[b]) - int(z));
-            if (std::abs(expect) > 127) continue;  // outside the scheme's range (|W1| <= 119 prevents it)
-            ASSERT_EQ(int(int8_t(r >> (8 * b))), expect) << "s2=" << s2 << " z=" << z << " q=" << qs[b];
-          }
+          for (int b = 0; b < 4; ++b)
+            ASSERT_EQ(int(int8_t(r >> (8 * b))), int(s2) * (int(qs[b]) - int(z)))
+                << "s2=" << s2 << " z=" << z << " q=" << qs[b] << " lane " << b;
         }
     }
 }

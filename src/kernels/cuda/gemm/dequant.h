@@ -15,25 +15,25 @@ namespace qoq::cuda {
 QOQ_HD uint32_t low_nibbles(uint32_t x) { return x & 0x0F0F0F0Fu; }
 QOQ_HD uint32_t high_nibbles(uint32_t x) { return (x >> 4) & 0x0F0F0F0Fu; }
 
-// Per (row, group) constants of the progressive g128 dequantization: s2 and the byte-replicated zero term z*s2
-// prepared for a carry-free byte-wise subtraction.
+// Per (row, group) constants of the progressive g128 dequantization: s2 and an additive word C such that
+// codes * s2 + C holds, in each byte, w8 + 128 = s2 * (q - z) + 128, which lies in [1, 255].
+//
+// Why it is carry-free: with y = z * s2, each byte adds c = (128 - y) mod 256. If y <= 128, x + c = w8 + 128 < 256:
+// no carry. If y > 128, c = 384 - y and x + c = w8 + 384 >= 257: every byte carries exactly one into the next,
+// which C cancels in advance by holding c - 1 in bytes 1..3. Both cases need |w8| <= 127, which the progressive
+// quantizer guarantees (|W1| <= 119, s2 <= 16; tests check it).
 struct G128Consts {
-  uint32_t s2;     // multiplier, 1..16
-  uint32_t y_low;  // rep(z*s2) & 0x7f7f7f7f
-  uint32_t y_hi;   // ~rep(z*s2) & 0x80808080
+  uint32_t s2;  // 1..16
+  uint32_t c;   // additive constant
 };
 QOQ_HD G128Consts g128_consts_zs2(uint32_t s2, uint32_t zs2) {
-  const uint32_t y = (zs2 & 0xFFu) * 0x01010101u;
-  return {s2, y & 0x7F7F7F7Fu, ~y & 0x80808080u};
+  const uint32_t c = (128u - zs2) & 0xFFu;
+  return {s2, c * 0x01010101u - (zs2 > 128u ? 0x01010100u : 0u)};
 }
 QOQ_HD G128Consts g128_consts(uint32_t s2, uint32_t z) { return g128_consts_zs2(s2, z * s2); }
 
-// Four codes (one per byte, 0..15) -> four int8 weights s2*(q - z). q*s2 <= 240 fits a byte, so one 32-bit
-// multiply scales all four without carries; the byte-wise difference x - y (mod 256) uses the SWAR identity
-// ((x | H) - (y & ~H)) ^ ((x ^ ~y) & H), H = 0x80808080, which never borrows across bytes.
-QOQ_HD uint32_t g128_dequant(uint32_t codes, const G128Consts& c) {
-  const uint32_t x = codes * c.s2;
-  return ((x | 0x80808080u) - c.y_low) ^ ((x & 0x80808080u) ^ c.y_hi);
-}
+// Four codes (one per byte, 0..15) -> four int8 weights s2*(q - z): one multiply-add gives w8 + 128 in each byte
+// (q*s2 <= 240 never carries), and flipping each byte's top bit maps w8 + 128 to the int8 bits of w8.
+QOQ_HD uint32_t g128_dequant(uint32_t codes, const G128Consts& k) { return (codes * k.s2 + k.c) ^ 0x80808080u; }
 
 }  // namespace qoq::cuda

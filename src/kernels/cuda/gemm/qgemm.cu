@@ -67,18 +67,6 @@ void launch_format(const GemmConfig& c, const QuantLinear& w, const GemmArgs& ar
   }
 }
 
-constexpr int kThreads = 256;
-
-__global__ void splitk_epilogue_kernel(const int32_t* ws, EpilogueParams p) {
-  const size_t i = size_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (i >= size_t(p.M) * p.N / 8) return;
-  const int m = int(i / (p.N / 8)), n0 = int(i % (p.N / 8)) * 8;
-  const int4 v0 = *reinterpret_cast<const int4*>(ws + size_t(m) * p.N + n0);
-  const int4 v1 = *reinterpret_cast<const int4*>(ws + size_t(m) * p.N + n0 + 4);
-  const int32_t vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-  epilogue8(vals, m, n0, p);
-}
-
 int splits_of(const GemmConfig& c, int K) {
   const int kt = layout::k_tiles(K);
   const int per = (kt + c.split_k - 1) / c.split_k;
@@ -100,12 +88,11 @@ bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K) {
 GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
   (void)format;
   GemmConfig c;
-  int target_ctas;
   if (M <= 16) {
+    // Decode: weight streaming. 64-row CTAs unless 128-row ones alone give every SM one (bench/NOTES.md sweep).
     c.tokens = 16;
     c.consumers = 1;
-    c.row_tiles = N % 128 == 0 ? 2 : 1;
-    target_ctas = 2 * 132;  // two CTAs per SM stream weights
+    c.row_tiles = N % 128 == 0 && N / 128 >= 132 ? 2 : 1;
   } else {
     // 17..128 tokens are still weight-bound: one 128-token tile (zero-filled past M) costs no extra bytes.
     c.tokens = 128;
@@ -116,18 +103,21 @@ GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
     } else {
       c.row_tiles = 1, c.consumers = 1;
     }
-    target_ctas = 132;
   }
   const int ctas = (N / (64 * c.row_tiles * c.consumers)) * ((M + c.tokens - 1) / c.tokens);
   const int kt = layout::k_tiles(K);
-  // Split K while the grid underfills the GPU and each split keeps at least 2 k-tiles.
-  while (c.split_k < 8 && ctas * c.split_k < target_ctas && kt / (c.split_k * 2) >= 2) c.split_k *= 2;
+  // Split K only when the grid leaves SMs idle, up to ~2 CTAs per SM, keeping >= 4 k-tiles per split.
+  const int target = M <= 16 ? 2 * 132 : 132;
+  if (ctas < 132)
+    while (c.split_k < 16 && ctas * c.split_k < target && kt / (c.split_k * 2) >= 4) c.split_k *= 2;
   return c;
 }
 
 size_t gemm_workspace_bytes(const QuantLinear& w, int M, const GemmConfig* config) {
   const GemmConfig c = config ? *config : choose_config(w.format, M, w.N, w.K);
-  return splits_of(c, w.K) > 1 ? size_t(M) * w.N * sizeof(int32_t) : 0;
+  if (splits_of(c, w.K) == 1) return 0;
+  const size_t tiles = size_t(w.N / (64 * c.row_tiles * c.consumers)) * ((M + c.tokens - 1) / c.tokens);
+  return (size_t(M) * w.N + tiles) * sizeof(int32_t);
 }
 
 void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
@@ -149,20 +139,14 @@ void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
            w.format == WeightFormat::kW4PerChannel ? w.zeros : nullptr,
            w.bias, args.residual, static_cast<uint16_t*>(args.out), args.M, w.N, args.out_bf16};
   if (splits > 1) {
-    const size_t bytes = size_t(args.M) * w.N * sizeof(int32_t);
-    QOQ_CUDA_REQUIRE(args.workspace && args.workspace_bytes >= bytes, "quantized GEMM: split-K needs a workspace");
+    QOQ_CUDA_REQUIRE(args.workspace && args.workspace_bytes >= gemm_workspace_bytes(w, args.M, &c),
+                     "quantized GEMM: split-K needs a zero-initialized workspace of gemm_workspace_bytes()");
     p.workspace = static_cast<int32_t*>(args.workspace);
-    QOQ_CUDA_CHECK(cudaMemsetAsync(p.workspace, 0, bytes, stream));
   }
   switch (w.format) {
     case WeightFormat::kW4PerChannel: launch_format<WeightFormat::kW4PerChannel>(c, w, args, p, splits, stream); break;
     case WeightFormat::kW4G128: launch_format<WeightFormat::kW4G128>(c, w, args, p, splits, stream); break;
     case WeightFormat::kW8: launch_format<WeightFormat::kW8>(c, w, args, p, splits, stream); break;
-  }
-  if (splits > 1) {
-    const size_t chunks = size_t(args.M) * w.N / 8;
-    splitk_epilogue_kernel<<<unsigned((chunks + kThreads - 1) / kThreads), kThreads, 0, stream>>>(p.workspace, p.epi);
-    QOQ_CUDA_CHECK_LAUNCH();
   }
 }
 

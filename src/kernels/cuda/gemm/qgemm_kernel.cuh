@@ -46,7 +46,7 @@ struct QGemmTraits {
   static constexpr int kEpiPitch = kRows + 4;  // int32 words per token row; +4 keeps the writes conflict-free
   static constexpr int kEpiBytes = kTokens * kEpiPitch * 4;
   static constexpr int kDataBytes = kStages * kStageBytes > kEpiBytes ? kStages * kStageBytes : kEpiBytes;
-  static constexpr int kSmemBytes = 1024 + kDataBytes + 2 * kStages * 8;  // + alignment slack + barriers
+  static constexpr int kSmemBytes = 1024 + kDataBytes + 2 * kStages * 8 + 16;  // + align slack, barriers, flag
   static_assert(kStages >= 2, "shared memory budget too small for two stages");
   static_assert(kSmemBytes <= 227 * 1024, "too much shared memory");
 };
@@ -58,7 +58,7 @@ struct QGemmParams {
   int M, N;
   int k_tiles;        // ceil(K / 128)
   int k_tiles_split;  // k-tiles per split (gridDim.z splits)
-  int32_t* workspace; // [M, N] int32 when gridDim.z > 1
+  int32_t* workspace; // split-K: [M, N] int32 partial sums, then one counter per output tile; all zero between calls
   EpilogueParams epi;
 };
 
@@ -191,6 +191,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
   // Accumulator fragment: acc[mi][4j + e]: row 16*warp + g (+8 for e >= 2), token 8j + 2t + (e & 1).
   const int warp = tid / 32, g = (tid % 32) / 4, t = tid % 4;
   if (gridDim.z > 1) {
+    // Split-K: add the int32 partials into the workspace; the CTA that finishes a tile last applies the epilogue
+    // and zeroes the workspace and the tile's counter again, so the next call finds them clean (no memset).
 #pragma unroll
     for (int mi = 0; mi < T::kRowTiles; ++mi)
 #pragma unroll
@@ -201,6 +203,25 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
           const int n = n_block * T::kRows + (wg * T::kRowTiles + mi) * 64 + warp * 16 + g + (e >> 1) * 8;
           if (m < p.M) atomicAdd(p.workspace + size_t(m) * p.N + n, acc[mi][4 * j + e]);
         }
+    __threadfence();
+    ptx::named_barrier(1, 128 * T::kConsumers);
+    int* last = reinterpret_cast<int*>(empty + T::kStages);
+    int* counter = reinterpret_cast<int*>(p.workspace + size_t(p.M) * p.N) + blockIdx.x;
+    if (threadIdx.x == 0) *last = atomicAdd(counter, 1) == int(gridDim.z) - 1;
+    ptx::named_barrier(1, 128 * T::kConsumers);
+    if (!*last) return;
+    __threadfence();
+    constexpr int kChunks = T::kRows / 8;
+    for (int c = threadIdx.x; c < T::kTokens * kChunks; c += 128 * T::kConsumers) {
+      const int m = m_block * T::kTokens + c / kChunks, n0 = n_block * T::kRows + (c % kChunks) * 8;
+      if (m >= p.M) continue;
+      int4* src = reinterpret_cast<int4*>(p.workspace + size_t(m) * p.N + n0);
+      const int4 v0 = __ldcg(src), v1 = __ldcg(src + 1);  // from L2, where the atomics landed
+      const int32_t vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+      epilogue8(vals, m, n0, p.epi);
+      src[0] = src[1] = make_int4(0, 0, 0, 0);
+    }
+    if (threadIdx.x == 0) *counter = 0;
     return;
   }
 

@@ -63,6 +63,27 @@ def wiki_line_indices(data, n, max_len=400):
     return cand[::step][:n], lines
 
 
+FULL_TEXTS = ['wikitext-2-raw/wiki.test.raw', 'calibration/moby-dick.txt', 'calibration/state-of-the-union.txt']
+
+
+def fnv1a64(ids):
+    """FNV-1a over the ids as little-endian int32: lets a fixture pin millions of ids in a few bytes."""
+    h = 0xcbf29ce484222325
+    for b in struct.pack(f'<{len(ids)}i', *ids):
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return f'{h:016x}'
+
+
+def full_text_digests(data, encode):
+    out = []
+    for rel in FULL_TEXTS:
+        with open(os.path.join(data, rel), encoding='utf-8') as f:
+            ids = encode(f.read())
+        out.append({'file': rel, 'count': len(ids), 'fnv1a64': fnv1a64(ids)})
+        print(f'  {rel}: {len(ids)} ids')
+    return out
+
+
 # ---- tok512 (llama2.c): an independent re-implementation of run.c's encode ----
 
 def load_tok512(path):
@@ -117,7 +138,8 @@ def gen_llama2(data):
     # Texts without "<s>"/"</s>": qoq splits those out as control ids, plain sentencepiece would not.
     cases = [{'text': t, 'ids': sp.encode(t)} for t in TRICKY if '<s>' not in t and '</s>' not in t]
     cases += [{'line': i, 'ids': sp.encode(lines[i])} for i in idx]
-    write('llama2_sp.json', {'generator': f'sentencepiece {spm.__version__} encode (no BOS)', 'cases': cases})
+    write('llama2_sp.json', {'generator': f'sentencepiece {spm.__version__} encode (no BOS)', 'cases': cases,
+                             'full_texts': full_text_digests(data, sp.encode)})
 
 
 # ---- SmolLM2 (GGUF, byte-level BPE): HF tokenizers with SmolLM2's own pre-tokenizer ----
@@ -175,7 +197,74 @@ def gen_smollm2(data, gguf_path):
     except Exception as e:  # noqa: BLE001 - the cross-check is informative only
         print('transformers cross-check skipped:', e)
     write('smollm2.json', {'generator': f'tokenizers {tokenizers.__version__} from the GGUF vocab/merges with '
-                                        'SmolLM2 pre-tokenizer', 'cases': cases})
+                                        'SmolLM2 pre-tokenizer', 'cases': cases,
+                           'full_texts': full_text_digests(data, enc)})
+
+
+# ---- chat templates: the real Jinja text rendered by jinja2 the way transformers does ----
+
+QWEN2_TEMPLATE = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                  "{{ '<|im_start|>system\nYou are a helpful assistant<|im_end|>\n' }}{% endif %}"
+                  "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+                  "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_messages %}"
+                   "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+                   "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+                   "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+                   "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+LLAMA2_TEMPLATE = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+                   "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+                   "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+                   "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+                   "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+                   "{% endif %}{% if loop.index0 == 0 and system_message != false %}"
+                   "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+                   "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+                   "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+                   "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
+
+CONVERSATIONS = [
+    [],
+    [{'role': 'user', 'content': 'What is the capital of France?'}],
+    [{'role': 'system', 'content': 'You are terse.'}, {'role': 'user', 'content': 'Hi!'}],
+    [{'role': 'user', 'content': '  padded question \n'}, {'role': 'assistant', 'content': ' An answer. '},
+     {'role': 'user', 'content': 'Thanks; and 2+2?'}],
+    [{'role': 'system', 'content': ''}, {'role': 'user', 'content': 'Empty system.'}],
+    [{'role': 'system', 'content': 'Multi\nline\nsystem'}, {'role': 'user', 'content': 'Emoji 😀 and 日本語'},
+     {'role': 'assistant', 'content': 'Sure.'}, {'role': 'user', 'content': 'More?'}],
+]
+
+
+def render(template, messages, bos, eos):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(msg):
+        raise ValueError(msg)
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # as transformers renders
+    env.globals['raise_exception'] = raise_exception
+    return env.from_string(template).render(messages=messages, bos_token=bos, eos_token=eos,
+                                             add_generation_prompt=True)
+
+
+def gen_chat(gguf_path):
+    import jinja2
+    _, _, scalar = gguf_fields(gguf_path)
+    templates = [
+        ('smollm2-gguf', scalar('tokenizer.chat_template'), '<|im_start|>', '<|im_end|>'),
+        ('qwen2', QWEN2_TEMPLATE, '', '<|im_end|>'),
+        ('llama3', LLAMA3_TEMPLATE, '<|begin_of_text|>', '<|eot_id|>'),
+        ('llama2', LLAMA2_TEMPLATE, '<s>', '</s>'),
+    ]
+    out = []
+    for name, text, bos, eos in templates:
+        cases = []
+        for m in CONVERSATIONS:
+            try:
+                cases.append({'messages': m, 'rendered': render(text, m, bos, eos)})
+            except Exception as e:  # noqa: BLE001 - the template itself rejects it: qoq must throw too
+                cases.append({'messages': m, 'error': str(e)})
+        out.append({'name': name, 'template': text, 'bos': bos, 'eos': eos, 'cases': cases})
+    write('chat_templates.json', {'generator': f'jinja2 {jinja2.__version__}', 'templates': out})
 
 
 def write(name, obj):
@@ -193,13 +282,15 @@ def main():
     ap.add_argument('--only', default='')
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    todo = args.only.split(',') if args.only else ['tok512', 'llama2', 'smollm2']
+    todo = args.only.split(',') if args.only else ['tok512', 'llama2', 'smollm2', 'chat']
     if 'tok512' in todo:
         gen_tok512(args.data)
     if 'llama2' in todo:
         gen_llama2(args.data)
     if 'smollm2' in todo:
         gen_smollm2(args.data, args.gguf)
+    if 'chat' in todo:
+        gen_chat(args.gguf)
 
 
 if __name__ == '__main__':

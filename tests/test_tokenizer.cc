@@ -1,5 +1,6 @@
 // Tokenizers against reference implementations (golden ids in tests/data/tokenizer, made by
 // scripts/gen_tokenizer_fixtures.py), round trips over real text, streaming, chat templates and bad input.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 
 #include "qoq/error.h"
 #include "qoq/tokenizer.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/sp_bpe.h"
 
 using namespace qoq;
@@ -100,17 +102,19 @@ TEST(Tok512, BasicsAndKnownIds) {
   }
 }
 
-TEST(Tok512, RoundTripsWikiTextAndStreams) {
-  // The whole of wiki.test.raw as one text: byte fallback covers every character, so decode(encode) is exact.
+TEST(Tok512, RoundTripsWikiTextAndMobyDickAndStreams) {
+  // Whole files as one text: byte fallback covers every character, so decode(encode) is exact.
   auto tok = tok512();
-  const std::string text = read_file(data_path("wikitext-2-raw/wiki.test.raw"));
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto ids = tok->encode(text, true);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("tok512: %zu bytes -> %zu tokens in %.2f s (%.0f tokens/s)\n", text.size(), ids.size(), s,
-              ids.size() / s);
-  EXPECT_EQ(tok->decode(ids), text);
-  expect_stream_matches(*tok, std::vector<int32_t>(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 20000)));
+  for (const char* rel : {"wikitext-2-raw/wiki.test.raw", "calibration/moby-dick.txt"}) {
+    const std::string text = read_file(data_path(rel));
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ids = tok->encode(text, true);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("tok512 %s: %zu bytes -> %zu tokens in %.2f s (%.0f tokens/s)\n", rel, text.size(), ids.size(), s,
+                ids.size() / s);
+    EXPECT_TRUE(tok->decode(ids) == text) << rel;
+    expect_stream_matches(*tok, std::vector<int32_t>(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 5000)));
+  }
 }
 
 TEST(Tok512, InvalidUtf8RoundTrips) {
@@ -202,4 +206,165 @@ TEST(SmolLM2, SpecialTokensAndIds) {
   EXPECT_EQ(tok.token_text(0), "<|endoftext|>");
   // Digits are split one by one (Digits(individual_digits=true)): "2024" is four tokens.
   EXPECT_EQ(tok.encode("2024", false).size(), 4u);
+}
+
+// ---- round trips over whole real texts (timed: the tokens/s lines are the encode speed figures) ----
+
+namespace {
+
+std::string fnv1a64(const std::vector<int32_t>& ids) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int32_t id : ids) {
+    for (int k = 0; k < 4; ++k) h = (h ^ ((uint32_t(id) >> (8 * k)) & 0xff)) * 0x100000001b3ull;
+  }
+  return fmt::format("{:016x}", h);
+}
+
+// Encodes each whole file of the fixture's "full_texts" as one text: checks decode(encode(text)) == text and that
+// the ids equal the reference library's (count and FNV-1a digest). Only the first max_files files (wiki.test.raw,
+// moby-dick, state-of-the-union) when the tokenizer is too slow for all in a test. Returns the ids of the first.
+std::vector<int32_t> expect_full_texts(const Tokenizer& tok, const std::string& name, const std::string& fixture,
+                                       size_t max_files = 3) {
+  const json fx = read_json(fixture_path(fixture));
+  EXPECT_EQ(fx["full_texts"].size(), 3u);
+  std::vector<int32_t> first;
+  for (size_t f = 0; f < std::min(max_files, fx["full_texts"].size()); ++f) {
+    const auto& ft = fx["full_texts"][f];
+    const std::string path = data_path(ft["file"].get<std::string>());
+    const std::string text = read_file(path);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ids = tok.encode(text, false);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%s %s: %zu bytes -> %zu tokens in %.2f s (%.0f tokens/s, %.1f MB/s)\n", name.c_str(),
+                std::filesystem::path(path).filename().c_str(), text.size(), ids.size(), s, ids.size() / s,
+                text.size() / s / 1e6);
+    EXPECT_EQ(ids.size(), ft["count"].get<size_t>()) << path;
+    EXPECT_EQ(fnv1a64(ids), ft["fnv1a64"].get<std::string>()) << path;
+    const std::string back = tok.decode(ids);
+    EXPECT_TRUE(back == text) << name << ": decode(encode(" << path << ")) differs (sizes " << back.size() << " vs "
+                              << text.size() << ")";
+    if (first.empty()) first = ids;
+  }
+  return first;
+}
+
+}  // namespace
+
+TEST(SmolLM2, AllTextsRoundTripAndMatchHf) {
+  const Tokenizer& tok = smollm2();
+  const auto ids = expect_full_texts(tok, "smollm2", "smollm2.json");
+  expect_stream_matches(tok, std::vector<int32_t>(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 20000)));
+}
+
+// ---- Llama-2 tokenizer.model through libsentencepiece ----
+
+namespace {
+const Tokenizer& llama2() {
+  static const std::unique_ptr<Tokenizer> tok =
+      load_tokenizer({TokenizerSource::Kind::SentencePiece, data_path("llama2-tokenizer/tokenizer.model"), ""});
+  return *tok;
+}
+}  // namespace
+
+TEST(Llama2Sp, GoldenIdsMatchSentencePiece) {
+  const Tokenizer& tok = llama2();
+  EXPECT_EQ(tok.vocab_size(), 32000);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  EXPECT_TRUE(tok.adds_bos());
+  EXPECT_EQ(tok.stop_ids(), std::vector<int32_t>{2});
+  expect_golden(tok, "llama2_sp.json", 150);
+}
+
+TEST(Llama2Sp, WikiTextRoundTripsAndMatchesSentencePiece) {
+  // The Llama-2 model's normalizer is the identity and it has byte fallback, so text round-trips exactly.
+  // libsentencepiece encodes only ~0.4 MB/s here, so the suite covers wiki.test.raw alone (3 s); the calibration
+  // texts pass too (checked with max_files = 3: 40 s).
+  const Tokenizer& tok = llama2();
+  const auto ids = expect_full_texts(tok, "llama2", "llama2_sp.json", 1);
+  expect_stream_matches(tok, std::vector<int32_t>(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 20000)));
+}
+
+TEST(Llama2Sp, ControlTextIsSplitOut) {
+  const Tokenizer& tok = llama2();
+  const auto a = tok.encode("[INST] hi [/INST]", false);
+  std::vector<int32_t> want = {1};
+  want.insert(want.end(), a.begin(), a.end());
+  want.push_back(2);
+  // "<s>" at the start with add_bos yields one BOS, not two.
+  EXPECT_EQ(tok.encode("<s>[INST] hi [/INST]</s>", true), want);
+  EXPECT_EQ(tok.decode(want), "[INST] hi [/INST]");
+}
+
+// ---- chat templates against jinja2 renderings of the real template texts ----
+
+TEST(ChatTemplates, MatchJinjaRenderings) {
+  const json fx = read_json(fixture_path("chat_templates.json"));
+  ASSERT_EQ(fx["templates"].size(), 4u);
+  for (const auto& tj : fx["templates"]) {
+    const std::string name = tj["name"];
+    const ChatTemplate t = detect_chat_template(
+        tj["template"].get<std::string>(), [](const std::string&) { return false; }, tj["bos"].get<std::string>(),
+        tj["eos"].get<std::string>());
+    EXPECT_NE(t.format, ChatFormat::None) << name;
+    for (const auto& c : tj["cases"]) {
+      std::vector<ChatMessage> msgs;
+      for (const auto& m : c["messages"]) msgs.push_back({m["role"], m["content"]});
+      if (c.contains("error")) {
+        EXPECT_THROW(t.render(msgs), InputError) << name;
+      } else {
+        EXPECT_EQ(t.render(msgs), c["rendered"].get<std::string>()) << name << " with " << msgs.size() << " messages";
+      }
+    }
+  }
+}
+
+TEST(ChatTemplates, SmolLM2FromGguf) {
+  const Tokenizer& tok = smollm2();
+  const json fx = read_json(fixture_path("chat_templates.json"));
+  const auto& tj = fx["templates"][0];
+  ASSERT_EQ(tj["name"], "smollm2-gguf");
+  for (const auto& c : tj["cases"]) {
+    std::vector<ChatMessage> msgs;
+    for (const auto& m : c["messages"]) msgs.push_back({m["role"], m["content"]});
+    EXPECT_EQ(tok.apply_chat_template(msgs), c["rendered"].get<std::string>());
+  }
+  // The rendered prompt tokenizes with its markers as single ids.
+  const auto ids = tok.encode(tok.apply_chat_template({{"user", "Hi"}}), tok.adds_bos());
+  ASSERT_GE(ids.size(), 4u);
+  EXPECT_EQ(ids.front(), 1);  // <|im_start|>
+  // The assistant turn: <|im_start|> "ass" "istant" "\n" (HF tokenizers gives the same ids).
+  EXPECT_EQ(std::vector<int32_t>(ids.end() - 4, ids.end()), (std::vector<int32_t>{1, 520, 9531, 198}));
+  EXPECT_EQ(tok.decode(ids), tok.apply_chat_template({{"user", "Hi"}}));
+}
+
+TEST(ChatTemplates, FamilyFromTokensAndErrors) {
+  auto has = [](std::initializer_list<std::string> toks) {
+    return [v = std::vector<std::string>(toks)](const std::string& s) {
+      return std::find(v.begin(), v.end(), s) != v.end();
+    };
+  };
+  EXPECT_EQ(detect_chat_template("", has({"<|im_start|>", "<|im_end|>"}), "", "").format, ChatFormat::ChatML);
+  EXPECT_EQ(detect_chat_template("", has({"<|start_header_id|>", "<|eot_id|>"}), "", "").format, ChatFormat::Llama3);
+  EXPECT_EQ(detect_chat_template("", has({}), "", "").format, ChatFormat::None);
+  expect_input_error([&] { detect_chat_template("{{ messages | tojson }}", has({}), "", ""); },
+                     {"unsupported chat template", "tojson"});
+  const ChatTemplate chatml = detect_chat_template("", has({"<|im_start|>", "<|im_end|>"}), "", "");
+  expect_input_error([&] { chatml.render({{"tool", "x"}}); }, {"role 'tool'"});
+  const ChatTemplate llama2 = detect_chat_template("[INST] <<SYS>>", has({}), "<s>", "</s>");
+  expect_input_error([&] { llama2.render({{"assistant", "x"}}); }, {"message 0", "alternate"});
+}
+
+TEST(ChatTemplates, Llama2SentencePieceChatEncodesLikeMetaReference) {
+  // Meta's reference: per turn [BOS] + sp("[INST] user [/INST] answer ") ... [EOS]; here the template text is
+  // split at "<s>"/"</s>" and each segment gets SentencePiece's dummy prefix, which gives the same ids.
+  const Tokenizer& tok = llama2();
+  const std::string prompt = tok.apply_chat_template({{"user", "Hi"}, {"assistant", "Hello"}, {"user", "Bye"}});
+  EXPECT_EQ(prompt, "<s>[INST] Hi [/INST] Hello </s><s>[INST] Bye [/INST]");
+  std::vector<int32_t> want = {1};
+  for (int32_t id : tok.encode("[INST] Hi [/INST] Hello ", false)) want.push_back(id);
+  want.push_back(2);
+  want.push_back(1);
+  for (int32_t id : tok.encode("[INST] Bye [/INST]", false)) want.push_back(id);
+  EXPECT_EQ(tok.encode(prompt, true), want);
 }

@@ -50,8 +50,8 @@ std::string chatml_default_system(std::string_view jinja) {
 }
 
 std::string render_chatml(const ChatTemplate& t, const std::vector<ChatMessage>& messages) {
-  std::string out;
-  if (!t.default_system.empty() && (messages.empty() || messages[0].role != "system")) {
+  std::string out;  // the default system turn is emitted inside the message loop, so not for an empty one
+  if (!t.default_system.empty() && !messages.empty() && messages[0].role != "system") {
     out += "<|im_start|>system\n" + t.default_system + "<|im_end|>\n";
   }
   for (const ChatMessage& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
@@ -60,7 +60,7 @@ std::string render_chatml(const ChatTemplate& t, const std::vector<ChatMessage>&
 }
 
 std::string render_llama3(const ChatTemplate& t, const std::vector<ChatMessage>& messages) {
-  std::string out = t.bos_text;
+  std::string out = messages.empty() ? "" : t.bos_text;  // BOS is emitted with the first message
   for (const ChatMessage& m : messages) {
     out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + strip(m.content) + "<|eot_id|>";
   }
@@ -69,10 +69,12 @@ std::string render_llama3(const ChatTemplate& t, const std::vector<ChatMessage>&
 }
 
 std::string render_llama2(const ChatTemplate& t, const std::vector<ChatMessage>& messages) {
+  // The template reads messages[0] unguarded, so Jinja fails on an empty conversation.
+  if (messages.empty()) fail_input("Llama-2 chat template: the conversation has no messages");
   size_t first = 0;
   std::string system;
   bool has_system = false;
-  if (!messages.empty() && messages[0].role == "system") {
+  if (messages[0].role == "system") {
     system = messages[0].content;
     has_system = true;
     first = 1;
@@ -80,16 +82,16 @@ std::string render_llama2(const ChatTemplate& t, const std::vector<ChatMessage>&
   std::string out;
   for (size_t i = first; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
-    const bool expect_user = (i - first) % 2 == 0;
-    if ((m.role == "user") != expect_user || (m.role != "user" && m.role != "assistant")) {
-      fail_input("Llama-2 chat: message {} has role '{}'; roles must alternate user/assistant after an optional system",
-                 i, m.role);
+    // The template's check: (role == 'user') != (index is even) raises; a later system message at an odd
+    // index passes the check and renders nothing.
+    if ((m.role == "user") != ((i - first) % 2 == 0)) {
+      fail_input("Llama-2 chat template: message {} has role '{}'; roles must alternate user/assistant", i, m.role);
     }
     std::string content = m.content;
     if (i == first && has_system) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
     if (m.role == "user") {
       out += t.bos_text + "[INST] " + strip(content) + " [/INST]";
-    } else {
+    } else if (m.role == "assistant") {
       // Appended piecewise: GCC 12 warns falsely (-Wrestrict) on a chain starting with a literal.
       out += ' ';
       out += strip(content);

@@ -201,6 +201,45 @@ def gen_smollm2(data, gguf_path):
                            'full_texts': full_text_digests(data, enc)})
 
 
+# ---- pre-tokenizer splits of each GGUF family name, from HF tokenizers' own pre-tokenizers ----
+
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def bytes_to_unicode():
+    keep = list(range(ord('!'), ord('~') + 1)) + list(range(0xa1, 0xad)) + list(range(0xae, 0x100))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
+
+
+def gen_pretok():
+    from tokenizers import pre_tokenizers as pt, Regex
+    fams = {
+        'gpt-2': pt.ByteLevel(add_prefix_space=False, use_regex=True),
+        'llama-bpe': pt.Sequence([pt.Split(Regex(LLAMA3_PATTERN), behavior='isolated'),
+                                  pt.ByteLevel(add_prefix_space=False, use_regex=False)]),
+        'qwen2': pt.Sequence([pt.Split(Regex(QWEN2_PATTERN), behavior='isolated'),
+                              pt.ByteLevel(add_prefix_space=False, use_regex=False)]),
+        'smollm': pt.Sequence([pt.Digits(individual_digits=True),
+                               pt.ByteLevel(add_prefix_space=False, use_regex=True)]),
+    }
+    u2b = {c: b for b, c in bytes_to_unicode().items()}
+    texts = [t for t in TRICKY if t] + ["Hello world's 12345  x\n\n  y", "I'M HERE!!\r\n\tok", " 2024abc\u0085z\u2028w",
+                                        "ſ's 'S 'LL", "a\u00a0 b \u3000c"]
+    out = {n: [[bytes(u2b[c] for c in piece).decode('utf-8') for piece, _ in p.pre_tokenize_str(t)] for t in texts]
+           for n, p in fams.items()}
+    write('pretokenizers.json', {'generator': 'tokenizers pre_tokenize_str', 'texts': texts, 'splits': out})
+
+
 # ---- chat templates: the real Jinja text rendered by jinja2 the way transformers does ----
 
 QWEN2_TEMPLATE = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -282,13 +321,15 @@ def main():
     ap.add_argument('--only', default='')
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    todo = args.only.split(',') if args.only else ['tok512', 'llama2', 'smollm2', 'chat']
+    todo = args.only.split(',') if args.only else ['tok512', 'llama2', 'smollm2', 'chat', 'pretok']
     if 'tok512' in todo:
         gen_tok512(args.data)
     if 'llama2' in todo:
         gen_llama2(args.data)
     if 'smollm2' in todo:
         gen_smollm2(args.data, args.gguf)
+    if 'pretok' in todo:
+        gen_pretok()
     if 'chat' in todo:
         gen_chat(args.gguf)
 

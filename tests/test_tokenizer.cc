@@ -8,10 +8,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/gguf_writer.h"
 #include "qoq/error.h"
 #include "qoq/tokenizer.h"
+#include "tokenizer/byte_level_bpe.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer/sp_bpe.h"
+#include "tokenizer/utf8.h"
 
 using namespace qoq;
 using json = nlohmann::json;
@@ -367,4 +371,108 @@ TEST(ChatTemplates, Llama2SentencePieceChatEncodesLikeMetaReference) {
   want.push_back(1);
   for (int32_t id : tok.encode("[INST] Bye [/INST]", false)) want.push_back(id);
   EXPECT_EQ(tok.encode(prompt, true), want);
+}
+
+// ---- pre-tokenizers of each GGUF family against HF tokenizers' pre_tokenize_str ----
+
+TEST(PreTokenizers, MatchHfSplits) {
+  const json fx = read_json(fixture_path("pretokenizers.json"));
+  const std::vector<std::string> texts = fx["texts"];
+  ASSERT_EQ(fx["splits"].size(), 4u);
+  for (const auto& [name, splits] : fx["splits"].items()) {
+    bool ignore_merges = false;
+    const PreTokenizer pre = PreTokenizer::for_gguf(name, "test.gguf", &ignore_merges);
+    EXPECT_EQ(ignore_merges, name == "llama-bpe");
+    for (size_t i = 0; i < texts.size(); ++i) {
+      std::vector<std::string> got;
+      pre.split(texts[i], [&](std::string_view p) { got.emplace_back(p); });
+      EXPECT_EQ(got, splits[i].get<std::vector<std::string>>()) << name << ": " << texts[i];
+    }
+  }
+}
+
+TEST(PreTokenizers, WhitespaceIsUnicodeWhiteSpace) {
+  EXPECT_EQ(
+      with_unicode_whitespace(R"(a\sb[^\s\p{L}]\S)"),
+      std::string(R"(a[\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F})") +
+          R"(\x{3000}]b[^\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F})" +
+          R"(\x{3000}\p{L}][^\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F})" +
+          R"(\x{205F}\x{3000}])");
+  expect_input_error([] { Regex r("(unclosed"); }, {"(unclosed", "does not compile"});
+}
+
+// ---- GGUF tokenizer metadata: small synthetic files ----
+
+namespace {
+
+// A byte-level vocabulary: the 256 byte tokens (GPT-2 alphabet), "<|end|>" (control), and merges for "ab", "abc".
+io::GgufWriter tiny_gpt2_gguf(const std::string& pre) {
+  std::vector<std::string> tokens;
+  for (int b = 0; b < 256; ++b) {
+    std::string t;
+    utf8::append(t, byte_to_unicode(uint8_t(b)));
+    tokens.push_back(t);
+  }
+  tokens.insert(tokens.end(), {"<|end|>", "ab", "abc"});
+  GgufArray types(tokens.size(), io::GgufWriter::i32(1));
+  types[256] = io::GgufWriter::i32(3);
+  io::GgufWriter w;
+  w.add("tokenizer.ggml.model", io::GgufWriter::str("gpt2"));
+  if (!pre.empty()) w.add("tokenizer.ggml.pre", io::GgufWriter::str(pre));
+  w.add("tokenizer.ggml.tokens", io::GgufWriter::str_array(tokens));
+  w.add("tokenizer.ggml.token_type", io::GgufWriter::array(kGgufI32, types));
+  w.add("tokenizer.ggml.merges", io::GgufWriter::str_array({"a b", "ab c"}));
+  w.add("tokenizer.ggml.eos_token_id", io::GgufWriter::u32(256));
+  return w;
+}
+
+}  // namespace
+
+TEST(GgufTokenizer, TinyVocabulary) {
+  const std::string path = temp_file("tiny.gguf", "");
+  tiny_gpt2_gguf("gpt-2").write(path);
+  auto tok = load_tokenizer({TokenizerSource::Kind::Gguf, path, ""});
+  EXPECT_EQ(tok->vocab_size(), 259);
+  EXPECT_EQ(tok->eos_id(), 256);
+  EXPECT_EQ(tok->bos_id(), -1);
+  EXPECT_FALSE(tok->adds_bos());
+  EXPECT_EQ(tok->encode("abc<|end|>abx", true), (std::vector<int32_t>{258, 256, 257, 'x'}));
+  EXPECT_EQ(tok->decode({258, 256, 257, ' '}), "abc<|end|>ab ");
+  expect_input_error([&] { tok->apply_chat_template({{"user", "hi"}}); }, {"no known chat template"});
+}
+
+TEST(GgufTokenizer, BadMetadataIsRejected) {
+  const std::string path = temp_file("bad.gguf", "");
+  tiny_gpt2_gguf("mystery-pre").write(path);
+  expect_input_error(
+      [&] {
+        load_tokenizer({TokenizerSource::Kind::Gguf, path, ""});
+      },
+      {path, "tokenizer.ggml.pre", "mystery-pre"});
+
+  io::GgufWriter w = tiny_gpt2_gguf("gpt-2");
+  w.add("tokenizer.ggml.bos_token_id", io::GgufWriter::u32(9999));
+  w.write(path);
+  expect_input_error([&] { load_tokenizer({TokenizerSource::Kind::Gguf, path, ""}); }, {path, "bos_token_id", "9999"});
+
+  io::GgufWriter m;
+  m.add("tokenizer.ggml.model", io::GgufWriter::str("gpt2"));
+  m.add("tokenizer.ggml.pre", io::GgufWriter::str("gpt-2"));
+  m.add("tokenizer.ggml.tokens", io::GgufWriter::str_array({"a", "b"}));
+  m.add("tokenizer.ggml.merges", io::GgufWriter::str_array({"a c"}));
+  m.write(path);
+  expect_input_error(
+      [&] {
+        load_tokenizer({TokenizerSource::Kind::Gguf, path, ""});
+      },
+      {path, "merge 0", "not in the vocabulary"});
+
+  io::GgufWriter u;
+  u.add("tokenizer.ggml.model", io::GgufWriter::str("t5"));
+  u.write(path);
+  expect_input_error(
+      [&] {
+        load_tokenizer({TokenizerSource::Kind::Gguf, path, ""});
+      },
+      {path, "tokenizer.ggml.model", "t5"});
 }

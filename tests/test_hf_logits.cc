@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,12 @@ TEST(HfLogits, SmolLM2MatchesTransformers) {
     const qoq::Tensor logits = model.forward(ids, cache, qoq::Model::Logits::All);
     ASSERT_EQ(logits.dim(0), int64_t(ids.size()));
     const float* l = logits.data<float>();
+    // For a one-off full-vocabulary comparison (scripts/hf_reference.py --full-dump writes HF's side).
+    if (const char* dump = std::getenv("QOQ_HF_DUMP")) {
+      std::ofstream out(std::string(dump) + "/qoq_prompt" + std::to_string(&c - &ref["cases"][0]) + ".f32",
+                        std::ios::binary);
+      out.write(reinterpret_cast<const char*>(l), std::streamsize(logits.nbytes()));
+    }
     for (size_t t = 0; t < ids.size(); ++t) {
       const auto& p = c["positions"][t];
       const float* row = l + t * vocab;

@@ -45,7 +45,7 @@ struct GemmConfig {
   int tokens = 0;     // tokens per CTA, the wgmma N: 16 or 128
   int row_tiles = 0;  // 64-row weight tiles per consumer warpgroup (1 or 2)
   int consumers = 0;  // consumer warpgroups (1 or 2)
-  int split_k = 1;    // > 1: int32 partials per split in the workspace; the tile's last CTA sums them, epilogue
+  int split_k = 1;    // > 1: int32 partials added in the workspace; the tile's last CTA applies the epilogue
 };
 GemmConfig choose_config(WeightFormat format, int M, int N, int K);
 bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K);
@@ -59,7 +59,7 @@ struct GemmArgs {
   void* out = nullptr;                 // [M, N] fp16 (or bf16 with out_bf16)
   bool out_bf16 = false;
   // gemm_workspace_bytes(), needed when the config splits K. Must be all-zero before its first use; every call
-  // leaves its tile counters zero again (the last CTA of each tile cleans up), so zero it once at allocation.
+  // leaves it all-zero again (the last CTA of each tile cleans up), so zero it once at allocation.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   const GemmConfig* config = nullptr;  // null: choose_config()

@@ -73,12 +73,6 @@ int splits_of(const GemmConfig& c, int K) {
   return (kt + per - 1) / per;  // no empty split
 }
 
-// Split-K counters, one per output tile, rounded up so the partial-sum slices stay 16-byte aligned.
-size_t counter_ints(const QuantLinear& w, int M, const GemmConfig& c) {
-  const size_t tiles = size_t(w.N / (64 * c.row_tiles * c.consumers)) * ((M + c.tokens - 1) / c.tokens);
-  return (tiles + 3) / 4 * 4;
-}
-
 }  // namespace
 
 bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K) {
@@ -121,9 +115,9 @@ GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
 
 size_t gemm_workspace_bytes(const QuantLinear& w, int M, const GemmConfig* config) {
   const GemmConfig c = config ? *config : choose_config(w.format, M, w.N, w.K);
-  const int splits = splits_of(c, w.K);
-  if (splits == 1) return 0;
-  return (counter_ints(w, M, c) + size_t(splits) * M * w.N) * sizeof(int32_t);
+  if (splits_of(c, w.K) == 1) return 0;
+  const size_t tiles = size_t(w.N / (64 * c.row_tiles * c.consumers)) * ((M + c.tokens - 1) / c.tokens);
+  return (size_t(M) * w.N + tiles) * sizeof(int32_t);
 }
 
 void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
@@ -148,7 +142,6 @@ void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
     QOQ_CUDA_REQUIRE(args.workspace && args.workspace_bytes >= gemm_workspace_bytes(w, args.M, &c),
                      "quantized GEMM: split-K needs a zero-initialized workspace of gemm_workspace_bytes()");
     p.workspace = static_cast<int32_t*>(args.workspace);
-    p.counters = int(counter_ints(w, args.M, c));
   }
   switch (w.format) {
     case WeightFormat::kW4PerChannel: launch_format<WeightFormat::kW4PerChannel>(c, w, args, p, splits, stream); break;

@@ -58,8 +58,7 @@ struct QGemmParams {
   int M, N;
   int k_tiles;        // ceil(K / 128)
   int k_tiles_split;  // k-tiles per split (gridDim.z splits)
-  int32_t* workspace;  // split-K: `counters` ints (one per output tile, zero between calls), then splits x [M, N]
-  int counters;        // partial sums, rounded up to a multiple of 4 ints (16-byte aligned slices)
+  int32_t* workspace; // split-K: [M, N] int32 partial sums, then one counter per output tile; all zero between calls
   EpilogueParams epi;
 };
 
@@ -192,11 +191,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
   // Accumulator fragment: acc[mi][4j + e]: row 16*warp + g (+8 for e >= 2), token 8j + 2t + (e & 1).
   const int warp = tid / 32, g = (tid % 32) / 4, t = tid % 4;
   if (gridDim.z > 1) {
-    // Split-K: each split stores its int32 partial tile into its own workspace slice (plain stores: L2 atomics
-    // cost ~6 us per million on the H200, bench/NOTES.md); the CTA that finishes a tile last sums the slices and
-    // applies the epilogue, then re-zeroes the tile's counter so the next call finds it clean.
-    int* counters = reinterpret_cast<int*>(p.workspace);
-    int32_t* part = p.workspace + p.counters + size_t(blockIdx.z) * p.M * p.N;
+    // Split-K: add the int32 partials into the workspace; the CTA that finishes a tile last applies the epilogue
+    // and zeroes the workspace and the tile's counter again, so the next call finds them clean (no memset).
 #pragma unroll
     for (int mi = 0; mi < T::kRowTiles; ++mi)
 #pragma unroll
@@ -205,30 +201,27 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
         for (int e = 0; e < 4; ++e) {
           const int m = m_block * T::kTokens + 8 * j + 2 * t + (e & 1);
           const int n = n_block * T::kRows + (wg * T::kRowTiles + mi) * 64 + warp * 16 + g + (e >> 1) * 8;
-          if (m < p.M) __stcg(part + size_t(m) * p.N + n, acc[mi][4 * j + e]);
+          if (m < p.M) atomicAdd(p.workspace + size_t(m) * p.N + n, acc[mi][4 * j + e]);
         }
     __threadfence();
     ptx::named_barrier(1, 128 * T::kConsumers);
     int* last = reinterpret_cast<int*>(empty + T::kStages);
-    if (threadIdx.x == 0) *last = atomicAdd(&counters[blockIdx.x], 1) == int(gridDim.z) - 1;
+    int* counter = reinterpret_cast<int*>(p.workspace + size_t(p.M) * p.N) + blockIdx.x;
+    if (threadIdx.x == 0) *last = atomicAdd(counter, 1) == int(gridDim.z) - 1;
     ptx::named_barrier(1, 128 * T::kConsumers);
     if (!*last) return;
     __threadfence();
     constexpr int kChunks = T::kRows / 8;
-    const int32_t* parts = p.workspace + p.counters;
     for (int c = threadIdx.x; c < T::kTokens * kChunks; c += 128 * T::kConsumers) {
       const int m = m_block * T::kTokens + c / kChunks, n0 = n_block * T::kRows + (c % kChunks) * 8;
       if (m >= p.M) continue;
-      int32_t vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int z = 0; z < int(gridDim.z); ++z) {
-        const int4* src = reinterpret_cast<const int4*>(parts + (size_t(z) * p.M + m) * p.N + n0);
-        const int4 v0 = __ldcg(src), v1 = __ldcg(src + 1);  // from L2, where the other CTAs' stores landed
-        vals[0] += v0.x, vals[1] += v0.y, vals[2] += v0.z, vals[3] += v0.w;
-        vals[4] += v1.x, vals[5] += v1.y, vals[6] += v1.z, vals[7] += v1.w;
-      }
+      int4* src = reinterpret_cast<int4*>(p.workspace + size_t(m) * p.N + n0);
+      const int4 v0 = __ldcg(src), v1 = __ldcg(src + 1);  // from L2, where the atomics landed
+      const int32_t vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
       epilogue8(vals, m, n0, p.epi);
+      src[0] = src[1] = make_int4(0, 0, 0, 0);
     }
-    if (threadIdx.x == 0) counters[blockIdx.x] = 0;
+    if (threadIdx.x == 0) *counter = 0;
     return;
   }
 

@@ -110,7 +110,8 @@ TEST(Pack, ContradictingTensorsAreClearErrors) {
   expect_error(pack_linear(q), {WeightFormat::W4Group, N, K, 64}, "group_scales");
   // Wrong in-features.
   const QuantWeight pc = round_to_grid(w4_per_channel_minmax_grid(w.data(), N, K), w.data());
-  expect_error(pack_linear(pc), {WeightFormat::W4PerChannel, N, 300, 0}, "qweight: expected U8[6, 150], found U8[6, 128]");
+  expect_error(pack_linear(pc), {WeightFormat::W4PerChannel, N, 300, 0},
+               "qweight: expected U8[6, 150], found U8[6, 128]");
   // Wrong dtype of the scales.
   PackedLinear p = pack_linear(q);
   p.scales = p.scales.to(DType::F32);

@@ -21,13 +21,13 @@ std::vector<float> adversarial_rows(int64_t N, int64_t K, uint32_t seed) {
   std::vector<float> w = quant_test::randn(size_t(N * K), seed, 0.05f);
   auto row = [&](int64_t n) { return w.data() + n * K; };
   for (int64_t k = 0; k < K; ++k) {
-    row(0)[k] = 0.37f;                                   // constant positive
-    row(1)[k] = -1.5f;                                   // constant negative
-    row(2)[k] = 0.f;                                     // zero
-    row(4)[k] = -std::fabs(row(4)[k]) - 0.01f;           // all negative
-    row(5)[k] = std::fabs(row(5)[k]) + 3.f;              // all positive, far from 0
-    row(6)[k] *= 1e-6f;                                  // tiny
-    row(7)[k] = (k % 2 ? 1.f : -1.f) * 100.f;            // alternating extremes
+    row(0)[k] = 0.37f;                          // constant positive
+    row(1)[k] = -1.5f;                          // constant negative
+    row(2)[k] = 0.f;                            // zero
+    row(4)[k] = -std::fabs(row(4)[k]) - 0.01f;  // all negative
+    row(5)[k] = std::fabs(row(5)[k]) + 3.f;     // all positive, far from 0
+    row(6)[k] *= 1e-6f;                         // tiny
+    row(7)[k] = (k % 2 ? 1.f : -1.f) * 100.f;   // alternating extremes
   }
   row(3)[K / 3] = 500.f;  // one huge outlier in an otherwise small row
   return w;
@@ -85,7 +85,7 @@ TEST(Progressive, AdversarialRowsReconstruct) {
       ASSERT_NEAR(d[size_t(n * K + k)], w[size_t(n * K + k)], amax * 16.f / 119.f * 0.51f) << n << "," << k;
   }
   for (int64_t k = 0; k < K; ++k) ASSERT_EQ(d[size_t(2 * K + k)], 0.f);  // zero row stays zero
-  EXPECT_NEAR(d[size_t(3 * K + K / 3)], 500.f, 500.f * 8.f / 119.f);      // the outlier survives
+  EXPECT_NEAR(d[size_t(3 * K + K / 3)], 500.f, 500.f * 8.f / 119.f);     // the outlier survives
   EXPECT_NEAR(d[size_t(7 * K)], -100.f, 100.f * 8.f / 119.f);
 }
 

@@ -70,7 +70,8 @@ struct Attention {
     rope(k, T, l.kv_heads, D);
     if (k_absmax) {
       k_absmax->assign(size_t(l.kv_heads * D), 0.f);
-      for (size_t i = 0; i < k.size(); ++i) (*k_absmax)[i % k_absmax->size()] = std::max((*k_absmax)[i % k_absmax->size()], std::fabs(k[i]));
+      for (size_t i = 0; i < k.size(); ++i)
+        (*k_absmax)[i % k_absmax->size()] = std::max((*k_absmax)[i % k_absmax->size()], std::fabs(k[i]));
     }
     std::vector<float> a(size_t(T * l.heads * D), 0.f);
     if (scores) scores->assign(size_t(l.heads * T * T), 0.f);
@@ -81,7 +82,8 @@ struct Attention {
         double mx = -1e300, sum = 0;
         for (int64_t u = 0; u <= t; ++u) {
           double s = 0;
-          for (int64_t d = 0; d < D; ++d) s += double(q[size_t((t * l.heads + h) * D + d)]) * k[size_t((u * l.kv_heads + g) * D + d)];
+          for (int64_t d = 0; d < D; ++d)
+            s += double(q[size_t((t * l.heads + h) * D + d)]) * k[size_t((u * l.kv_heads + g) * D + d)];
           if (scores) (*scores)[size_t((h * T + t) * T + u)] = float(s);
           p[u] = s / std::sqrt(double(D));
           mx = std::max(mx, p[u]);
@@ -96,7 +98,8 @@ struct Attention {
     }
     if (a_absmax) {
       a_absmax->assign(size_t(l.heads * D), 0.f);
-      for (size_t i = 0; i < a.size(); ++i) (*a_absmax)[i % a_absmax->size()] = std::max((*a_absmax)[i % a_absmax->size()], std::fabs(a[i]));
+      for (size_t i = 0; i < a.size(); ++i)
+        (*a_absmax)[i % a_absmax->size()] = std::max((*a_absmax)[i % a_absmax->size()], std::fabs(a[i]));
     }
     return linear(a, T, wo, nullptr);
   }
@@ -225,7 +228,8 @@ TEST(Smooth, GqaReductionAndPermutationStayWithinHeads) {
   const auto r = reduce_heads_max(per_q, l);
   for (int g = 0; g < 2; ++g)
     for (int d = 0; d < 4; ++d)
-      EXPECT_EQ(r[g * 4 + d], std::max({per_q[(3 * g) * 4 + d], per_q[(3 * g + 1) * 4 + d], per_q[(3 * g + 2) * 4 + d]}));
+      EXPECT_EQ(r[g * 4 + d],
+                std::max({per_q[(3 * g) * 4 + d], per_q[(3 * g + 1) * 4 + d], per_q[(3 * g + 2) * 4 + d]}));
   const auto e = expand_kv_to_q(r, l);
   for (int h = 0; h < 6; ++h)
     for (int d = 0; d < 4; ++d) EXPECT_EQ(e[h * 4 + d], r[(h / 3) * 4 + d]);

@@ -12,14 +12,14 @@
 namespace qoq::quant {
 
 struct GptqOptions {
-  bool act_order = true;     // process columns by descending diag(H)
-  double damp = 0.01;        // H += damp * mean(diag H) * I
-  int64_t block = 128;       // lazy-batch block size
+  bool act_order = true;  // process columns by descending diag(H)
+  double damp = 0.01;     // H += damp * mean(diag H) * I
+  int64_t block = 128;    // lazy-batch block size
 };
 
 struct GptqStats {
-  int64_t dead_columns = 0;    // inputs never active in calibration (H_jj = 0): rounded to nearest
-  double damp_used = 0;        // the relative damping that made H positive definite (raised when needed)
+  int64_t dead_columns = 0;  // inputs never active in calibration (H_jj = 0): rounded to nearest
+  double damp_used = 0;      // the relative damping that made H positive definite (raised when needed)
 };
 
 // Codes for w [N, K] on `grid` (grid.N = N, grid.K = K). The weights are not modified.

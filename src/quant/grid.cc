@@ -22,9 +22,12 @@ float fp16_scale(float x) {
 
 const char* weight_format_name(WeightFormat f) {
   switch (f) {
-    case WeightFormat::W4PerChannel: return "w4-per-channel";
-    case WeightFormat::W4Group: return "w4-group";
-    case WeightFormat::W8PerChannel: return "w8-per-channel";
+    case WeightFormat::W4PerChannel:
+      return "w4-per-channel";
+    case WeightFormat::W4Group:
+      return "w4-group";
+    case WeightFormat::W8PerChannel:
+      return "w8-per-channel";
   }
   return "?";
 }
@@ -51,9 +54,12 @@ int WeightGrid::w8(int64_t n, int64_t k, int q) const {
 
 float WeightGrid::value(int64_t n, int64_t k, int q) const {
   switch (format) {
-    case WeightFormat::W4PerChannel: return scales[n] * float(q - int(zeros[n]));
-    case WeightFormat::W4Group: return scales[n] * float(w8(n, k, q));
-    case WeightFormat::W8PerChannel: return scales[n] * float(q);
+    case WeightFormat::W4PerChannel:
+      return scales[n] * float(q - int(zeros[n]));
+    case WeightFormat::W4Group:
+      return scales[n] * float(w8(n, k, q));
+    case WeightFormat::W8PerChannel:
+      return scales[n] * float(q);
   }
   return 0.f;
 }

@@ -1,9 +1,9 @@
 // Weight quantization grids (DESIGN §3, §4 pass 6): where each weight may land, fixed before rounding, so that
 // RTN and GPTQ share one definition of "the nearest code" and of its value.
-//   W4 per-channel:  q = clamp(rne(w / s) + z, 0, 15),                 value s * (q - z)
+//   W4 per-channel:  q = clamp(rne(w / s) + z, 0, 15),          value s * (q - z)
 //   W4 progressive:  w1 = clamp(w / s1, -119, 119),
-//                    q = clamp(rne(w1 / s2) + z, 0, 15),               value s1 * (s2 * (q - z))   (int8 in [-127, 127])
-//   W8 per-channel:  q = clamp(rne(w / s), -127, 127),                 value s * q
+//                    q = clamp(rne(w1 / s2) + z, 0, 15),        value s1 * (s2 * (q - z)), s2 * (q - z) in [-127, 127]
+//   W8 per-channel:  q = clamp(rne(w / s), -127, 127),          value s * q
 // Scales s, s1 are fp16 values (held as float); s2 in [1, 16] and z in [0, 15] are integers. The divisions are
 // real divisions (not multiplications by a reciprocal) so the codes match ref::quantize_w4_* bit for bit.
 #pragma once
@@ -19,11 +19,11 @@ const char* weight_format_name(WeightFormat f);
 struct WeightGrid {
   WeightFormat format = WeightFormat::W4PerChannel;
   int64_t N = 0;
-  int64_t K = 0;       // in-features of the layer
-  int64_t K_pad = 0;   // K rounded up to the group size (W4Group) or to even (W4PerChannel: two codes per byte)
-  int64_t group = 0;   // W4Group: group size G; 0 otherwise
-  std::vector<float> scales;     // [N]: s (W4PerChannel, W8) or s1 (W4Group), each exactly an fp16 value
-  std::vector<uint8_t> zeros;    // [N]: z (W4PerChannel)
+  int64_t K = 0;               // in-features of the layer
+  int64_t K_pad = 0;           // K rounded up to the group size (W4Group) or to even (W4PerChannel: two codes per byte)
+  int64_t group = 0;           // W4Group: group size G; 0 otherwise
+  std::vector<float> scales;   // [N]: s (W4PerChannel, W8) or s1 (W4Group), each exactly an fp16 value
+  std::vector<uint8_t> zeros;  // [N]: z (W4PerChannel)
   std::vector<uint8_t> gscales;  // [N, K_pad / G]: s2 (W4Group)
   std::vector<uint8_t> gzeros;   // [N, K_pad / G]: z (W4Group)
 

@@ -145,10 +145,14 @@ std::vector<int8_t> paley(int64_t k) {
   for (int64_t i = 0; i < c; ++i)
     for (int64_t j = 0; j < c; ++j) {
       int v;
-      if (i == 0 && j == 0) v = 0;
-      else if (i == 0) v = 1;
-      else if (j == 0) v = kind == Paley::One ? -1 : 1;
-      else v = field.chi(field.sub(i - 1, j - 1));
+      if (i == 0 && j == 0)
+        v = 0;
+      else if (i == 0)
+        v = 1;
+      else if (j == 0)
+        v = kind == Paley::One ? -1 : 1;
+      else
+        v = field.chi(field.sub(i - 1, j - 1));
       cm[size_t(i * c + j)] = v;
     }
   std::vector<int8_t> h(size_t(k * k));
@@ -182,18 +186,24 @@ std::vector<int8_t> paley(int64_t k) {
 
 const char* rotation_kind_name(RotationKind k) {
   switch (k) {
-    case RotationKind::Sylvester: return "sylvester";
-    case RotationKind::Paley: return "paley";
-    case RotationKind::Random: return "random";
+    case RotationKind::Sylvester:
+      return "sylvester";
+    case RotationKind::Paley:
+      return "paley";
+    case RotationKind::Random:
+      return "random";
   }
   return "?";
 }
 
 std::string Rotation::describe() const {
   switch (kind) {
-    case RotationKind::Sylvester: return fmt::format("sylvester {}", size);
-    case RotationKind::Paley: return fmt::format("paley {} x {}", paley_order, size / paley_order);
-    case RotationKind::Random: return fmt::format("random {}", size);
+    case RotationKind::Sylvester:
+      return fmt::format("sylvester {}", size);
+    case RotationKind::Paley:
+      return fmt::format("paley {} x {}", paley_order, size / paley_order);
+    case RotationKind::Random:
+      return fmt::format("random {}", size);
   }
   return "?";
 }
@@ -213,9 +223,8 @@ std::vector<int8_t> hadamard_pm1(int64_t n, int64_t* paley_order) {
   const int64_t k = hadamard_paley_order(n);
   if (paley_order) *paley_order = k;
   if (k == 0) return {};
-  const std::vector<int8_t> hk = k <= 2 ? std::vector<int8_t>(k == 1 ? std::vector<int8_t>{1}
-                                                                       : std::vector<int8_t>{1, 1, 1, -1})
-                                        : paley(k);
+  const std::vector<int8_t> hk =
+      k <= 2 ? std::vector<int8_t>(k == 1 ? std::vector<int8_t>{1} : std::vector<int8_t>{1, 1, 1, -1}) : paley(k);
   const int64_t s = n / k;  // Sylvester factor 2^m: entry (a, b) = (-1)^popcount(a & b)
   std::vector<int8_t> h(size_t(n * n));
   for (int64_t a = 0; a < s; ++a)
@@ -243,8 +252,7 @@ Rotation make_rotation(int64_t size, uint64_t seed) {
     for (size_t i = 0; i < h.size(); ++i) rot.r[i] = float(h[i]) * inv;
     return rot;
   }
-  spdlog::warn("no Hadamard construction for size {}; rotating with a random orthogonal matrix (seed {})", size,
-               seed);
+  spdlog::warn("no Hadamard construction for size {}; rotating with a random orthogonal matrix (seed {})", size, seed);
   rot.kind = RotationKind::Random;
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);

@@ -114,18 +114,14 @@ QuantWeight unpack_linear(const PackedLinear& p, const LinearSpec& spec, const s
 }
 
 void store_linear(const PackedLinear& p, const std::string& prefix, std::map<std::string, Tensor>& out) {
-  const std::pair<const char*, const Tensor*> parts[] = {{"qweight", &p.qweight},
-                                                         {"scales", &p.scales},
-                                                         {"zeros", &p.zeros},
-                                                         {"group_scales", &p.group_scales},
-                                                         {"group_zeros", &p.group_zeros},
-                                                         {"weight", &p.weight}};
+  const std::pair<const char*, const Tensor*> parts[] = {
+      {"qweight", &p.qweight},           {"scales", &p.scales},           {"zeros", &p.zeros},
+      {"group_scales", &p.group_scales}, {"group_zeros", &p.group_zeros}, {"weight", &p.weight}};
   for (const auto& [field, t] : parts)
     if (t->defined()) out[prefix + "." + field] = *t;
 }
 
-PackedLinear load_linear(const std::map<std::string, Tensor>& tensors, const std::string& prefix,
-                         WeightFormat format) {
+PackedLinear load_linear(const std::map<std::string, Tensor>& tensors, const std::string& prefix, WeightFormat format) {
   auto get = [&](const char* field) {
     const auto it = tensors.find(prefix + "." + field);
     QOQ_CHECK_INPUT(it != tensors.end(), "missing tensor {}.{} ({} checkpoint)", prefix, field,
@@ -135,7 +131,9 @@ PackedLinear load_linear(const std::map<std::string, Tensor>& tensors, const std
   PackedLinear p;
   p.scales = get("scales");
   switch (format) {
-    case WeightFormat::W8PerChannel: p.weight = get("weight"); break;
+    case WeightFormat::W8PerChannel:
+      p.weight = get("weight");
+      break;
     case WeightFormat::W4PerChannel:
       p.qweight = get("qweight");
       p.zeros = get("zeros");

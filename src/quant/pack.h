@@ -33,7 +33,6 @@ QuantWeight unpack_linear(const PackedLinear& p, const LinearSpec& spec, const s
 // Tensors under `prefix` + ".qweight" etc. (prefix e.g. "model.layers.0.self_attn.q_proj").
 void store_linear(const PackedLinear& p, const std::string& prefix, std::map<std::string, Tensor>& out);
 // Reads them back (InputError naming the missing tensor).
-PackedLinear load_linear(const std::map<std::string, Tensor>& tensors, const std::string& prefix,
-                         WeightFormat format);
+PackedLinear load_linear(const std::map<std::string, Tensor>& tensors, const std::string& prefix, WeightFormat format);
 
 }  // namespace qoq::quant

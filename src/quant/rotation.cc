@@ -32,8 +32,7 @@ void rotate_writer(Tensor& w, Tensor* bias, const Rotation& r) {
   const std::vector<float> wt = transpose(w.data<float>(), h, k);
   cpu::matmul(rt.data(), wt.data(), nullptr, w.data<float>(), h, k, h);
   if (bias) {
-    QOQ_CHECK(bias->dtype() == DType::F32 && bias->numel() == h, "rotate_writer: bias {} for {}", bias->str(),
-              w.str());
+    QOQ_CHECK(bias->dtype() == DType::F32 && bias->numel() == h, "rotate_writer: bias {} for {}", bias->str(), w.str());
     const Tensor b = bias->clone();
     cpu::matmul(rt.data(), b.data<float>(), nullptr, bias->data<float>(), h, 1, h);
   }

@@ -83,7 +83,8 @@ ClipResult search_clip_w4_per_channel(const float* w, int64_t N, int64_t K, cons
   ClipResult best;
   best.ratio.assign(size_t(N), 1.f);
   best.error.assign(size_t(N), 0.0);
-  std::vector<float> best_lo(static_cast<size_t>(N)), best_hi(static_cast<size_t>(N)), clo(static_cast<size_t>(N)), chi(static_cast<size_t>(N)), scratch;
+  std::vector<float> best_lo(static_cast<size_t>(N)), best_hi(static_cast<size_t>(N)), clo(static_cast<size_t>(N)),
+      chi(static_cast<size_t>(N)), scratch;
   for (size_t i = 0; i < ratios.size(); ++i) {
     const float r = ratios[i];
     QOQ_CHECK(r > 0.f && r <= 1.f, "clipping ratio {} outside (0, 1]", r);

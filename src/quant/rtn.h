@@ -16,9 +16,9 @@ namespace qoq::quant {
 std::vector<float> default_clip_ratios();
 
 struct ClipResult {
-  WeightGrid grid;             // per-channel W4 grid built from the chosen ranges
-  std::vector<float> ratio;    // [N] chosen r per row
-  std::vector<double> error;   // [N] its error e H eᵀ (or |e|^2 without H)
+  WeightGrid grid;                      // per-channel W4 grid built from the chosen ranges
+  std::vector<float> ratio;             // [N] chosen r per row
+  std::vector<double> error;            // [N] its error e H eᵀ (or |e|^2 without H)
   std::vector<double> error_unclipped;  // [N] the error at r = 1, for reporting what the search bought
 };
 

@@ -51,8 +51,8 @@ std::vector<float> column_absmax(const Tensor& w) {
 
 std::vector<float> smooth_linear_scales(std::span<const float> x_absmax, std::span<const float> w_absmax, float alpha,
                                         float beta) {
-  QOQ_CHECK(x_absmax.size() == w_absmax.size(), "smooth scales: {} activation and {} weight ranges",
-            x_absmax.size(), w_absmax.size());
+  QOQ_CHECK(x_absmax.size() == w_absmax.size(), "smooth scales: {} activation and {} weight ranges", x_absmax.size(),
+            w_absmax.size());
   std::vector<float> s(x_absmax.size());
   for (size_t j = 0; j < s.size(); ++j) {
     const float x = std::fabs(x_absmax[j]), w = std::fabs(w_absmax[j]);

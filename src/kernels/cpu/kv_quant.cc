@@ -27,8 +27,7 @@ int64_t kv_code_bytes(int64_t D, int bits) {
   return bits == 4 ? D / 2 : D;
 }
 
-void kv_quantize_head(const float* x, int64_t D, int bits, uint8_t* codes, uint16_t* scale_bits,
-                      uint16_t* zero_bits) {
+void kv_quantize_head(const float* x, int64_t D, int bits, uint8_t* codes, uint16_t* scale_bits, uint16_t* zero_bits) {
   check_args(D, bits);
   const int levels = (1 << bits) - 1;
   float mn = x[0], mx = x[0];
@@ -65,8 +64,7 @@ void kv_dequantize_head(const uint8_t* codes, int64_t D, int bits, uint16_t scal
   }
 }
 
-void kv_quantize(const float* x, int64_t rows, int64_t D, int bits, uint8_t* codes, uint16_t* scales,
-                 uint16_t* zeros) {
+void kv_quantize(const float* x, int64_t rows, int64_t D, int bits, uint8_t* codes, uint16_t* scales, uint16_t* zeros) {
   const int64_t nb = kv_code_bytes(D, bits);
   for (int64_t r = 0; r < rows; ++r) kv_quantize_head(x + r * D, D, bits, codes + r * nb, scales + r, zeros + r);
 }

@@ -25,8 +25,7 @@ void kv_dequantize_head(const uint8_t* codes, int64_t D, int bits, uint16_t scal
 
 // `rows` head vectors (e.g. tokens x kv_heads) at once: x [rows, D], codes [rows, kv_code_bytes], scales and
 // zeros [rows].
-void kv_quantize(const float* x, int64_t rows, int64_t D, int bits, uint8_t* codes, uint16_t* scales,
-                 uint16_t* zeros);
+void kv_quantize(const float* x, int64_t rows, int64_t D, int bits, uint8_t* codes, uint16_t* scales, uint16_t* zeros);
 void kv_dequantize(const uint8_t* codes, const uint16_t* scales, const uint16_t* zeros, int64_t rows, int64_t D,
                    int bits, float* out);
 

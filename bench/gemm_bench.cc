@@ -19,21 +19,21 @@
 namespace {
 namespace cuda = qoq::cuda;
 
-#define CK(x)                                                                               \
-  do {                                                                                      \
-    const cudaError_t e_ = (x);                                                             \
-    if (e_ != cudaSuccess) {                                                                \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                         \
-    }                                                                                       \
-  } while (0)
-#define CB(x)                                                                                  \
+#define CK(x)                                                                                  \
   do {                                                                                         \
-    const cublasStatus_t s_ = (x);                                                             \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
-      std::fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #x, int(s_)); \
+    const cudaError_t e_ = (x);                                                                \
+    if (e_ != cudaSuccess) {                                                                   \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
       std::exit(1);                                                                            \
     }                                                                                          \
+  } while (0)
+#define CB(x)                                                                                 \
+  do {                                                                                        \
+    const cublasStatus_t s_ = (x);                                                            \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                        \
+      std::fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #x, int(s_)); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
   } while (0)
 
 constexpr int kCallsPerGraph = 20;
@@ -47,9 +47,10 @@ struct Buf {
   ~Buf() { cudaFree(p); }
   Buf(const Buf&) = delete;
   template <typename T>
-  T* as() const { return static_cast<T*>(p); }
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
-
 
 uint32_t hash32(uint64_t x) {
   x ^= x >> 33, x *= 0xff51afd7ed558ccdull, x ^= x >> 33, x *= 0xc4ceb9fe1a85ec53ull, x ^= x >> 33;
@@ -64,14 +65,29 @@ void fill(void* dst, size_t bytes, Fill kind, uint64_t seed) {
     const uint32_t r = hash32(seed * 0x9E3779B97F4A7C15ull + i);
     uint16_t v;
     switch (kind) {
-      case Fill::kBytes: v = uint16_t(r); break;
-      case Fill::kInt8: v = uint16_t((r % 255) | ((r >> 16) % 255) << 8) - 0x7F7F; break;  // each byte in [-127,127]
-      case Fill::kBf16: v = uint16_t(0x3C00 | (r & 0x3FF) | (r & 0x8000)); break;          // +-[2^-7, 2^-6)
-      case Fill::kFp8: v = uint16_t(r & 0xBEBE); break;  // e4m3 finite, |x| <= 2^7: never the NaN pattern
-      case Fill::kFp16: v = uint16_t(0x3800 | (r & 0x3FF) | (r & 0x8000)); break;          // +-[0.5, 1)
-      case Fill::kScales16: v = uint16_t(0x1C00 | (r & 0x3FF)); break;                      // ~0.004
-      case Fill::kG128Params: v = uint16_t(1 + (r & 7)) | uint16_t(((r >> 8) & 7) << 8); break;  // s2 1..8, z 0..7
-      default: v = 0;
+      case Fill::kBytes:
+        v = uint16_t(r);
+        break;
+      case Fill::kInt8:
+        v = uint16_t((r % 255) | ((r >> 16) % 255) << 8) - 0x7F7F;
+        break;  // each byte in [-127,127]
+      case Fill::kBf16:
+        v = uint16_t(0x3C00 | (r & 0x3FF) | (r & 0x8000));
+        break;  // +-[2^-7, 2^-6)
+      case Fill::kFp8:
+        v = uint16_t(r & 0xBEBE);
+        break;  // e4m3 finite, |x| <= 2^7: never the NaN pattern
+      case Fill::kFp16:
+        v = uint16_t(0x3800 | (r & 0x3FF) | (r & 0x8000));
+        break;  // +-[0.5, 1)
+      case Fill::kScales16:
+        v = uint16_t(0x1C00 | (r & 0x3FF));
+        break;  // ~0.004
+      case Fill::kG128Params:
+        v = uint16_t(1 + (r & 7)) | uint16_t(((r >> 8) & 7) << 8);
+        break;  // s2 1..8, z 0..7
+      default:
+        v = 0;
     }
     std::memcpy(&h[i], &v, std::min<size_t>(2, bytes - i));
   }
@@ -164,8 +180,7 @@ struct LtGemm {
     const size_t wsb = size_t(32) << 20;
     CB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)));
     int found = 0;
-    ok = cublasLtMatmulAlgoGetHeuristic(lt.h, desc, la, lb, lc, lc, pref, 1, &algo, &found) ==
-             CUBLAS_STATUS_SUCCESS &&
+    ok = cublasLtMatmulAlgoGetHeuristic(lt.h, desc, la, lb, lc, lc, pref, 1, &algo, &found) == CUBLAS_STATUS_SUCCESS &&
          found > 0;
     cublasLtMatmulPreferenceDestroy(pref);
   }
@@ -204,10 +219,11 @@ int main(int argc, char** argv) {
               prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, bw_measured, bw);
   FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
   if (csv)
-    std::fprintf(csv, "shape,N,K,M,method,us,tops,weight_tbps,limit_us,frac_limit,best_cublas_us,ratio_vs_best_cublas\n");
+    std::fprintf(csv,
+                 "shape,N,K,M,method,us,tops,weight_tbps,limit_us,frac_limit,best_cublas_us,ratio_vs_best_cublas\n");
 
-  const std::vector<Shape> shapes = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
-                                     {"down", 4096, 14336}};
+  const std::vector<Shape> shapes = {
+      {"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
   std::vector<int> Ms = {1, 16, 64, 128, 256, 512, 1024, 4096, 8192};
   if (quick) Ms = {1, 16, 8192};
   Lt lt;
@@ -236,8 +252,10 @@ int main(int argc, char** argv) {
       std::vector<std::unique_ptr<Buf>> set;
       for (int i = 0; i < n; ++i) {
         set.push_back(std::make_unique<Buf>(bytes));
-        if (i == 0) fill(set[0]->p, bytes, kind, seed);
-        else CK(cudaMemcpy(set[i]->p, set[0]->p, bytes, cudaMemcpyDeviceToDevice));
+        if (i == 0)
+          fill(set[0]->p, bytes, kind, seed);
+        else
+          CK(cudaMemcpy(set[i]->p, set[0]->p, bytes, cudaMemcpyDeviceToDevice));
       }
       return set;
     };
@@ -257,7 +275,8 @@ int main(int argc, char** argv) {
       for (size_t j = 0; j < hs.size(); ++j) hs[j] = hp[2 * j], hz[j] = hp[2 * j + 1];
       CK(cudaMemcpy(gs.p, hs.data(), hs.size(), cudaMemcpyHostToDevice));
       CK(cudaMemcpy(gz.p, hz.data(), hz.size(), cudaMemcpyHostToDevice));
-      for (auto& b : ww4g) cuda::repack_w4_g128(q.as<uint8_t>(), gs.as<uint8_t>(), gz.as<uint8_t>(), N, K, b->as<uint8_t>(), s);
+      for (auto& b : ww4g)
+        cuda::repack_w4_g128(q.as<uint8_t>(), gs.as<uint8_t>(), gz.as<uint8_t>(), N, K, b->as<uint8_t>(), s);
       CK(cudaStreamSynchronize(s));
     }
     Buf scales(size_t(2) * N), zeros(N);
@@ -274,8 +293,7 @@ int main(int argc, char** argv) {
     fill(af8.p, size_t(maxM) * K, Fill::kFp8, 11);
     fill(ai8.p, size_t(maxM) * K, Fill::kInt8, 12);
     Buf codes(size_t(maxM) * K), asc(size_t(4) * maxM), asum(size_t(4) * maxM);
-    cuda::quantize_activations(a16.as<uint16_t>(), maxM, K, codes.as<int8_t>(), asc.as<float>(), asum.as<int32_t>(),
-                               s);
+    cuda::quantize_activations(a16.as<uint16_t>(), maxM, K, codes.as<int8_t>(), asc.as<float>(), asum.as<int32_t>(), s);
     Buf out(size_t(4) * maxM * N);  // room for int32 outputs
     CK(cudaStreamSynchronize(s));
 
@@ -338,17 +356,18 @@ int main(int argc, char** argv) {
         const double bytes = wbytes + elem_a * M * K + elem_o * M * N;
         return std::max(bytes / (bw * 1e12) * 1e6, ops / (peak_tops * 1e12) * 1e6);
       };
-      const double lim[6] = {limit_us(2.0 * N * K, 2, 2, kInt8PeakTops / 2), limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
-                             limit_us(1.0 * N * K, 1, 4, kInt8PeakTops), limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
-                             limit_us(0.5 * N * K, 1, 2, kInt8PeakTops), limit_us(0.5 * N * K, 1, 2, kInt8PeakTops)};
+      const double lim[6] = {
+          limit_us(2.0 * N * K, 2, 2, kInt8PeakTops / 2), limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
+          limit_us(1.0 * N * K, 1, 4, kInt8PeakTops),     limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
+          limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops)};
       const double wbytes[6] = {2.0 * N * K, 1.0 * N * K, 1.0 * N * K, 1.0 * N * K, 0.5 * N * K, 0.5 * N * K};
-      const char* names[6] = {"cublas_bf16", "cublaslt_fp8", "cublaslt_int8", "qoq_w8a8", "qoq_w4a8_pc",
-                              "qoq_w4a8_g128"};
+      const char* names[6] = {"cublas_bf16", "cublaslt_fp8", "cublaslt_int8",
+                              "qoq_w8a8",    "qoq_w4a8_pc",  "qoq_w4a8_g128"};
       for (int j = 0; j < 6; ++j)
         if (csv && t[j] > 0)
           std::fprintf(csv, "%s,%d,%d,%d,%s,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,%.3f\n", sh.name, N, K, M, names[j], t[j],
-                       ops / (t[j] * 1e-6) / 1e12, wbytes[j] / (t[j] * 1e-6) / 1e12, lim[j], lim[j] / t[j],
-                       best_cublas, best_cublas / t[j]);
+                       ops / (t[j] * 1e-6) / 1e12, wbytes[j] / (t[j] * 1e-6) / 1e12, lim[j], lim[j] / t[j], best_cublas,
+                       best_cublas / t[j]);
       std::printf("%-8s %5d | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %7.2f %7.0f %6.2f %6.2f | %6.2f %6.2f\n", sh.name,
                   M, t[0], t[1], t[2], t[3], t[4], t[5], wbytes[4] / (t[4] * 1e-6) / 1e12, ops / (t[4] * 1e-6) / 1e12,
                   best_cublas / t[4], lim[4] / t[4], t[5] / t[4], t[4] / t[3]);
@@ -365,8 +384,10 @@ int main(int argc, char** argv) {
       std::vector<std::unique_ptr<Buf>> set;
       for (int i = 0; i < n_copies; ++i) {
         set.push_back(std::make_unique<Buf>(w4));
-        if (i == 0) fill(set[0]->p, w4, Fill::kBytes, 21);
-        else CK(cudaMemcpy(set[i]->p, set[0]->p, w4, cudaMemcpyDeviceToDevice));
+        if (i == 0)
+          fill(set[0]->p, w4, Fill::kBytes, 21);
+        else
+          CK(cudaMemcpy(set[i]->p, set[0]->p, w4, cudaMemcpyDeviceToDevice));
       }
       Buf scales(size_t(2) * N), zeros(N), codes(size_t(16) * K), asc(64), asum(64), out(size_t(2) * 16 * N);
       CK(cudaMemset(zeros.p, 3, N));

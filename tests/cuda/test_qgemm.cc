@@ -21,9 +21,9 @@ using cuda::WeightFormat;
 namespace {
 
 #define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
-#define CKV(x)                                                                    \
-  do {                                                                            \
-    const cudaError_t e_ = (x);                                                   \
+#define CKV(x)                                                                                        \
+  do {                                                                                                \
+    const cudaError_t e_ = (x);                                                                       \
     if (e_ != cudaSuccess) throw std::runtime_error(std::string(#x) + ": " + cudaGetErrorString(e_)); \
   } while (0)
 
@@ -217,8 +217,9 @@ void run_case(const TestWeight& t, DevWeight& dw, const Case& c, uint64_t seed) 
   if (c.residual) {
     Rng rng(seed + 7);
     res.resize(size_t(M) * N);
-    for (auto& r : res) r = c.bf16 ? float_to_bf16(float(rng.uniform(-300, 300)) / 64.f)
-                                   : float_to_half(float(rng.uniform(-300, 300)) / 64.f);
+    for (auto& r : res)
+      r = c.bf16 ? float_to_bf16(float(rng.uniform(-300, 300)) / 64.f)
+                 : float_to_half(float(rng.uniform(-300, 300)) / 64.f);
   }
   DevBuf<uint16_t> dres(c.residual ? res : std::vector<uint16_t>(1));
   DevBuf<uint16_t> out(size_t(M) * N);
@@ -258,17 +259,16 @@ void run_case(const TestWeight& t, DevWeight& dw, const Case& c, uint64_t seed) 
   const uint16_t* ws_scales = t.format == WeightFormat::kW4PerChannel ? t.pc.scales.data()
                               : t.format == WeightFormat::kW4G128     ? t.g.scales.data()
                                                                       : t.w8.scales.data();
-  const auto expect = ref::apply_epilogue(acc, a, ws_scales,
-                                          t.format == WeightFormat::kW4PerChannel ? t.pc.zeros.data() : nullptr, N,
-                                          c.bias ? t.bias.data() : nullptr, c.residual ? res_rows.data() : nullptr,
-                                          c.bf16);
+  const auto expect =
+      ref::apply_epilogue(acc, a, ws_scales, t.format == WeightFormat::kW4PerChannel ? t.pc.zeros.data() : nullptr, N,
+                          c.bias ? t.bias.data() : nullptr, c.residual ? res_rows.data() : nullptr, c.bf16);
   size_t bad = 0;
   for (size_t i = 0; i < rows.size(); ++i)
     for (int n = 0; n < N; ++n) {
       const uint16_t got = y[size_t(rows[i]) * N + n], want = expect[i * N + n];
       if (got != want && bad++ < 5)
-        ADD_FAILURE() << "token " << rows[i] << " channel " << n << ": got 0x" << std::hex << got << " want 0x"
-                      << want << std::dec << " (acc " << acc[i * N + n] << ")";
+        ADD_FAILURE() << "token " << rows[i] << " channel " << n << ": got 0x" << std::hex << got << " want 0x" << want
+                      << std::dec << " (acc " << acc[i * N + n] << ")";
     }
   EXPECT_EQ(bad, 0u) << "mismatching outputs among " << rows.size() * N;
 
@@ -293,8 +293,8 @@ void run_shapes(WeightFormat f, const std::vector<std::pair<int, int>>& shapes, 
 }
 
 const std::vector<std::pair<int, int>> kLlama3_8B = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
-const std::vector<std::pair<int, int>> kBig = {{10240, 8192}, {8192, 8192}, {57344, 8192}, {8192, 28672},
-                                               {59136, 8192}, {8192, 29568}};  // Llama-3-70B, Qwen2-72B
+const std::vector<std::pair<int, int>> kBig = {{10240, 8192}, {8192, 8192},  {57344, 8192},
+                                               {8192, 28672}, {59136, 8192}, {8192, 29568}};  // Llama-3-70B, Qwen2-72B
 const std::vector<std::pair<int, int>> kSmolLM2 = {{576, 576}, {192, 576}, {1536, 576}, {576, 1536}};
 
 }  // namespace
@@ -348,8 +348,9 @@ TEST(Repack, GpuRepackFollowsTheMap) {
     const TestWeight t = make_weight(f, N, K, 7 + int(f));
     DevWeight dw(t, false);
     const auto packed = dw.packed.download();
-    const int KT = L::k_tiles(K), tile = f == WeightFormat::kW8 ? L::kW8Bytes
-                                          : f == WeightFormat::kW4G128 ? L::kW4GBytes : L::kW4Bytes;
+    const int KT = L::k_tiles(K), tile = f == WeightFormat::kW8       ? L::kW8Bytes
+                                         : f == WeightFormat::kW4G128 ? L::kW4GBytes
+                                                                      : L::kW4Bytes;
     ASSERT_EQ(packed.size(), size_t(N / 64) * KT * tile);
     size_t bad = 0;
     for (int n = 0; n < N; ++n)

@@ -10,9 +10,9 @@ namespace qoq::ref {
 // Per-token symmetric int8 activations with the fp32 scale and the exact integer row sum.
 struct ActQuant {
   int M = 0, K = 0;
-  std::vector<int8_t> codes;   // [M, K], in [-127, 127]
-  std::vector<float> scales;   // [M], s_a = amax / 127 (1 when amax == 0)
-  std::vector<int32_t> sums;   // [M], sum_k codes
+  std::vector<int8_t> codes;  // [M, K], in [-127, 127]
+  std::vector<float> scales;  // [M], s_a = amax / 127 (1 when amax == 0)
+  std::vector<int32_t> sums;  // [M], sum_k codes
 };
 // x is [M, K]. a = clamp(rne(x * (127 / amax)), -127, 127): the multiplier 127/amax is rounded to fp32 once,
 // then each product is rounded once; the GPU kernel does exactly the same two fp32 operations.
@@ -31,10 +31,10 @@ W4PerChannel quantize_w4_per_channel(const float* w, int N, int K);
 // Progressive group W4 (group_size G, 128 by default): level-1 fp16 s1 per row, level-2 integer s2/z per group.
 struct W4Group {
   int N = 0, K = 0, G = 128;
-  std::vector<uint8_t> q;          // [N, K] codes in [0, 15]
-  std::vector<uint16_t> scales;    // [N] fp16 bits of s1
-  std::vector<uint8_t> gscales;    // [N, K/G] s2 in [1, 16]
-  std::vector<uint8_t> gzeros;     // [N, K/G] z in [0, 15]
+  std::vector<uint8_t> q;        // [N, K] codes in [0, 15]
+  std::vector<uint16_t> scales;  // [N] fp16 bits of s1
+  std::vector<uint8_t> gscales;  // [N, K/G] s2 in [1, 16]
+  std::vector<uint8_t> gzeros;   // [N, K/G] z in [0, 15]
   // The int8 weight s2*(q - z), always in [-127, 127].
   int w8(int n, int k) const;
 };
@@ -54,7 +54,7 @@ std::vector<uint8_t> unpack_nibbles(const std::vector<uint8_t>& packed, int N, i
 
 // int32 accumulators [M, n_end - n_begin] for output channels [n_begin, n_end) (n_end < 0: all N).
 std::vector<int32_t> acc_w4_per_channel(const ActQuant& a, const W4PerChannel& w, int n_begin = 0,
-                                        int n_end = -1);                                          // sum_k a*q
+                                        int n_end = -1);                                                  // sum_k a*q
 std::vector<int32_t> acc_w4_group(const ActQuant& a, const W4Group& w, int n_begin = 0, int n_end = -1);  // a*w8
 std::vector<int32_t> acc_w8(const ActQuant& a, const W8& w, int n_begin = 0, int n_end = -1);             // a*w
 

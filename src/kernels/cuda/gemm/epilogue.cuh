@@ -9,13 +9,13 @@
 namespace qoq::cuda {
 
 struct EpilogueParams {
-  const float* a_scales;    // [M]
-  const int32_t* a_sums;    // [M]
-  const uint16_t* w_scales; // fp16 [N]
-  const uint8_t* zeros;     // [N] or null
-  const uint16_t* bias;     // fp16 [N] or null
-  const uint16_t* residual; // [M, N] output dtype, or null
-  uint16_t* out;            // [M, N]
+  const float* a_scales;     // [M]
+  const int32_t* a_sums;     // [M]
+  const uint16_t* w_scales;  // fp16 [N]
+  const uint8_t* zeros;      // [N] or null
+  const uint16_t* bias;      // fp16 [N] or null
+  const uint16_t* residual;  // [M, N] output dtype, or null
+  uint16_t* out;             // [M, N]
   int M, N;
   bool bf16;
 };

@@ -44,8 +44,7 @@ template <typename T>
 void launch(const QuantLinear& w, const GemmArgs& args, QGemmParams p, int splits, Stream stream) {
   static std::once_flag once;
   std::call_once(once, [] {
-    QOQ_CUDA_CHECK(
-        cudaFuncSetAttribute(qgemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
+    QOQ_CUDA_CHECK(cudaFuncSetAttribute(qgemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   });
   const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
   const dim3 grid((w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens), 1, splits);
@@ -58,12 +57,18 @@ void launch_format(const GemmConfig& c, const QuantLinear& w, const GemmArgs& ar
                    Stream stream) {
   const int key = c.tokens * 100 + c.row_tiles * 10 + c.consumers;
   switch (key) {
-    case 1611: return launch<QGemmTraits<F, 16, 1, 1>>(w, args, p, splits, stream);
-    case 1621: return launch<QGemmTraits<F, 16, 2, 1>>(w, args, p, splits, stream);
-    case 12811: return launch<QGemmTraits<F, 128, 1, 1>>(w, args, p, splits, stream);
-    case 12812: return launch<QGemmTraits<F, 128, 1, 2>>(w, args, p, splits, stream);
-    case 12822: return launch<QGemmTraits<F, 128, 2, 2>>(w, args, p, splits, stream);
-    default: QOQ_CUDA_REQUIRE(false, "quantized GEMM: no kernel for this tile configuration");
+    case 1611:
+      return launch<QGemmTraits<F, 16, 1, 1>>(w, args, p, splits, stream);
+    case 1621:
+      return launch<QGemmTraits<F, 16, 2, 1>>(w, args, p, splits, stream);
+    case 12811:
+      return launch<QGemmTraits<F, 128, 1, 1>>(w, args, p, splits, stream);
+    case 12812:
+      return launch<QGemmTraits<F, 128, 1, 2>>(w, args, p, splits, stream);
+    case 12822:
+      return launch<QGemmTraits<F, 128, 2, 2>>(w, args, p, splits, stream);
+    default:
+      QOQ_CUDA_REQUIRE(false, "quantized GEMM: no kernel for this tile configuration");
   }
 }
 
@@ -135,18 +140,31 @@ void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
   p.N = w.N;
   p.k_tiles = layout::k_tiles(w.K);
   p.k_tiles_split = (p.k_tiles + splits - 1) / splits;
-  p.epi = {args.a_scales, args.a_sums, w.scales,
+  p.epi = {args.a_scales,
+           args.a_sums,
+           w.scales,
            w.format == WeightFormat::kW4PerChannel ? w.zeros : nullptr,
-           w.bias, args.residual, static_cast<uint16_t*>(args.out), args.M, w.N, args.out_bf16};
+           w.bias,
+           args.residual,
+           static_cast<uint16_t*>(args.out),
+           args.M,
+           w.N,
+           args.out_bf16};
   if (splits > 1) {
     QOQ_CUDA_REQUIRE(args.workspace && args.workspace_bytes >= gemm_workspace_bytes(w, args.M, &c),
                      "quantized GEMM: split-K needs a zero-initialized workspace of gemm_workspace_bytes()");
     p.workspace = static_cast<int32_t*>(args.workspace);
   }
   switch (w.format) {
-    case WeightFormat::kW4PerChannel: launch_format<WeightFormat::kW4PerChannel>(c, w, args, p, splits, stream); break;
-    case WeightFormat::kW4G128: launch_format<WeightFormat::kW4G128>(c, w, args, p, splits, stream); break;
-    case WeightFormat::kW8: launch_format<WeightFormat::kW8>(c, w, args, p, splits, stream); break;
+    case WeightFormat::kW4PerChannel:
+      launch_format<WeightFormat::kW4PerChannel>(c, w, args, p, splits, stream);
+      break;
+    case WeightFormat::kW4G128:
+      launch_format<WeightFormat::kW4G128>(c, w, args, p, splits, stream);
+      break;
+    case WeightFormat::kW8:
+      launch_format<WeightFormat::kW8>(c, w, args, p, splits, stream);
+      break;
   }
 }
 

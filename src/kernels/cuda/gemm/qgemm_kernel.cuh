@@ -35,7 +35,7 @@ struct QGemmTraits {
   static constexpr int kConsumers = kConsumers_;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kRows = 64 * kRowTiles * kConsumers;  // output channels per CTA
-  static constexpr int kActBytes = kTokens * 128;              // one stage's activation tile, multiple of 1024
+  static constexpr int kActBytes = kTokens * 128;            // one stage's activation tile, multiple of 1024
   static constexpr int kWTileBytes = tile_bytes(F);
   static constexpr int kWBytes = kWTileBytes * kRowTiles * kConsumers;
   static constexpr int kStageBytes = kActBytes + kWBytes;
@@ -45,7 +45,7 @@ struct QGemmTraits {
   static constexpr int kStages = kBudget / kStageBytes > 8 ? 8 : kBudget / kStageBytes;
   static constexpr int kEpiPitch = kRows + 4;  // int32 words per token row; +4 keeps the writes conflict-free
   static constexpr int kEpiBytes = kTokens * kEpiPitch * 4;
-  static constexpr int kDataBytes = kStages * kStageBytes > kEpiBytes ? kStages * kStageBytes : kEpiBytes;
+  static constexpr int kDataBytes = kStages * kStageBytes > kEpiBytes ? kStages* kStageBytes : kEpiBytes;
   static constexpr int kSmemBytes = 1024 + kDataBytes + 2 * kStages * 8 + 16;  // + align slack, barriers, flag
   static_assert(kStages >= 2, "shared memory budget too small for two stages");
   static_assert(kSmemBytes <= 227 * 1024, "too much shared memory");
@@ -56,9 +56,9 @@ constexpr int kRasterGroup = 8;
 struct QGemmParams {
   const uint8_t* w;  // kernel layout
   int M, N;
-  int k_tiles;        // ceil(K / 128)
-  int k_tiles_split;  // k-tiles per split (gridDim.z splits)
-  int32_t* workspace; // split-K: [M, N] int32 partial sums, then one counter per output tile; all zero between calls
+  int k_tiles;         // ceil(K / 128)
+  int k_tiles_split;   // k-tiles per split (gridDim.z splits)
+  int32_t* workspace;  // split-K: [M, N] int32 partial sums, then one counter per output tile; all zero between calls
   EpilogueParams epi;
 };
 
@@ -111,8 +111,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
     qgemm_kernel(const __grid_constant__ CUtensorMap act_map, const QGemmParams p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  uint8_t* act_smem = smem;                                  // kStages x kActBytes (1024-aligned tiles)
-  uint8_t* w_smem = smem + T::kStages * T::kActBytes;        // kStages x kWBytes
+  uint8_t* act_smem = smem;                            // kStages x kActBytes (1024-aligned tiles)
+  uint8_t* w_smem = smem + T::kStages * T::kActBytes;  // kStages x kWBytes
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + T::kDataBytes);
   uint64_t* empty = full + T::kStages;
 

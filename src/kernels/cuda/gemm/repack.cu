@@ -71,7 +71,7 @@ void check_shape(WeightFormat f, int N, int K) {
 }  // namespace
 
 size_t packed_weight_bytes(WeightFormat f, int N, int K) {
-  const size_t tile = f == WeightFormat::kW8 ? layout::kW8Bytes
+  const size_t tile = f == WeightFormat::kW8       ? layout::kW8Bytes
                       : f == WeightFormat::kW4G128 ? layout::kW4GBytes
                                                    : layout::kW4Bytes;
   return size_t(N / 64) * layout::k_tiles(K) * tile;

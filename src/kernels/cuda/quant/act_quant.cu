@@ -22,8 +22,8 @@ __device__ T block_reduce(T v, Op op, T* smem) {
   return v;
 }
 
-__global__ void __launch_bounds__(kThreads) act_quant_kernel(const uint4* __restrict__ x, int K, int8_t* codes,
-                                                             float* scales, int32_t* sums) {
+__global__ void __launch_bounds__(kThreads)
+    act_quant_kernel(const uint4* __restrict__ x, int K, int8_t* codes, float* scales, int32_t* sums) {
   __shared__ float fred[kThreads / 32];
   __shared__ int ired[kThreads / 32];
   const int row = blockIdx.x;
@@ -39,7 +39,8 @@ __global__ void __launch_bounds__(kThreads) act_quant_kernel(const uint4* __rest
       amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
     }
   }
-  amax = block_reduce(amax, [](float a, float b) { return fmaxf(a, b); }, fred);
+  amax = block_reduce(
+      amax, [](float a, float b) { return fmaxf(a, b); }, fred);
   // Division is IEEE-rounded (nvcc's default -prec-div=true), like the CPU.
   const float mul = amax == 0.f ? 0.f : __fdiv_rn(127.f, amax);
   int sum = 0;
@@ -58,7 +59,8 @@ __global__ void __launch_bounds__(kThreads) act_quant_kernel(const uint4* __rest
     }
     out[i] = make_uint2(packed[0], packed[1]);
   }
-  sum = block_reduce(sum, [](int a, int b) { return a + b; }, ired);
+  sum = block_reduce(
+      sum, [](int a, int b) { return a + b; }, ired);
   if (threadIdx.x == 0) {
     scales[row] = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
     sums[row] = sum;
@@ -67,8 +69,7 @@ __global__ void __launch_bounds__(kThreads) act_quant_kernel(const uint4* __rest
 
 }  // namespace
 
-void quantize_activations(const uint16_t* x, int M, int K, int8_t* codes, float* scales, int32_t* sums,
-                          Stream stream) {
+void quantize_activations(const uint16_t* x, int M, int K, int8_t* codes, float* scales, int32_t* sums, Stream stream) {
   QOQ_CUDA_REQUIRE(M >= 0 && K > 0 && K % 8 == 0, "quantize_activations: K must be a positive multiple of 8");
   if (M == 0) return;
   act_quant_kernel<<<M, kThreads, 0, stream>>>(reinterpret_cast<const uint4*>(x), K, codes, scales, sums);

@@ -92,29 +92,37 @@ bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K) {
 // The dispatch table (bench/NOTES.md explains each choice).
 GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
   (void)format;
+  constexpr int kSMs = 132;
+  const int kt = layout::k_tiles(K);
   GemmConfig c;
   if (M <= 16) {
-    // Decode: weight streaming. 64-row CTAs unless 128-row ones alone give every SM one (bench/NOTES.md sweep).
+    // Decode: weight streaming. 64-row CTAs unless 128-row ones alone give every SM one (bench/NOTES.md sweep);
+    // split K when the grid leaves SMs idle, up to ~2 CTAs per SM, keeping >= 4 k-tiles per split.
     c.tokens = 16;
     c.consumers = 1;
-    c.row_tiles = N % 128 == 0 && N / 128 >= 132 ? 2 : 1;
-  } else {
-    // 17..128 tokens are still weight-bound: one 128-token tile (zero-filled past M) costs no extra bytes.
-    c.tokens = 128;
-    if (M > 128 && N % 256 == 0) {
-      c.row_tiles = 2, c.consumers = 2;
-    } else if (N % 128 == 0) {
-      c.row_tiles = 1, c.consumers = 2;
-    } else {
-      c.row_tiles = 1, c.consumers = 1;
-    }
+    c.row_tiles = N % 128 == 0 && N / 128 >= kSMs ? 2 : 1;
+    const int ctas = N / (64 * c.row_tiles);
+    if (ctas < kSMs)
+      while (c.split_k < 16 && ctas * c.split_k < 2 * kSMs && kt / (c.split_k * 2) >= 4) c.split_k *= 2;
+    return c;
   }
-  const int ctas = (N / (64 * c.row_tiles * c.consumers)) * ((M + c.tokens - 1) / c.tokens);
-  const int kt = layout::k_tiles(K);
-  // Split K only when the grid leaves SMs idle, up to ~2 CTAs per SM, keeping >= 4 k-tiles per split.
-  const int target = M <= 16 ? 2 * 132 : 132;
-  if (ctas < 132)
-    while (c.split_k < 16 && ctas * c.split_k < target && kt / (c.split_k * 2) >= 4) c.split_k *= 2;
+  // 128-token tiles (past 16 tokens the weights still dominate the bytes, and a tile zero-filled past M costs no
+  // extra bytes). The largest weight tile that still gives every SM a CTA; split-K costs ~6 us per million int32
+  // atomics on the H200, so it is used only when even 64-row tiles leave half the SMs idle.
+  c.tokens = 128;
+  const int m_blocks = (M + 127) / 128;
+  struct Tile {
+    int row_tiles, consumers;
+  };
+  const Tile tiles[] = {{2, 2}, {1, 2}, {1, 1}};
+  for (const Tile& t : tiles) {
+    const int rows = 64 * t.row_tiles * t.consumers;
+    if (N % rows != 0 || (rows == 256 && M <= 128)) continue;
+    c.row_tiles = t.row_tiles, c.consumers = t.consumers;
+    if ((N / rows) * m_blocks >= kSMs) break;
+  }
+  const int ctas = (N / (64 * c.row_tiles * c.consumers)) * m_blocks;
+  while (ctas * c.split_k < kSMs / 2 && kt / (c.split_k * 2) >= 4) c.split_k *= 2;
   return c;
 }
 

@@ -240,6 +240,63 @@ def gen_pretok():
     write('pretokenizers.json', {'generator': 'tokenizers pre_tokenize_str', 'texts': texts, 'splits': out})
 
 
+# ---- tiny tokenizer.json files trained with HF tokenizers, one per pre-tokenizer family ----
+
+def gen_hf_json(data):
+    import tokenizers
+    from tokenizers import Tokenizer, Regex, models, trainers, pre_tokenizers as pt, decoders, normalizers, processors
+    train = [l for l in read_wiki(data)[:3000] if l.strip()]
+    idx, lines = wiki_line_indices(data, 40)
+    flavours = {
+        # SmolLM2's pre-tokenizer, merges saved as "a b" strings (the older tokenizer.json form).
+        'smollm': dict(pre=pt.Sequence([pt.Digits(individual_digits=True),
+                                        pt.ByteLevel(add_prefix_space=False, use_regex=True)]),
+                       specials=['<|endoftext|>', '<|im_start|>', '<|im_end|>'], string_merges=True),
+        # Llama-3: Split(regex) + ByteLevel(use_regex=false), ignore_merges, BOS by TemplateProcessing.
+        'llama3': dict(pre=pt.Sequence([pt.Split(Regex(LLAMA3_PATTERN), behavior='isolated'),
+                                        pt.ByteLevel(add_prefix_space=False, use_regex=False)]),
+                       specials=['<|begin_of_text|>', '<|end_of_text|>', '<|start_header_id|>',
+                                 '<|end_header_id|>', '<|eot_id|>'], ignore_merges=True, bos='<|begin_of_text|>'),
+        # Qwen2: NFC normalizer + Split(regex) + ByteLevel(use_regex=false).
+        'qwen2': dict(pre=pt.Sequence([pt.Split(Regex(QWEN2_PATTERN), behavior='isolated'),
+                                       pt.ByteLevel(add_prefix_space=False, use_regex=False)]),
+                      specials=['<|endoftext|>', '<|im_start|>', '<|im_end|>'], nfc=True),
+    }
+    for name, f in flavours.items():
+        tok = Tokenizer(models.BPE(ignore_merges=f.get('ignore_merges', False)))
+        if f.get('nfc'):
+            tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = f['pre']
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=f['specials'], show_progress=False,
+                                      initial_alphabet=pt.ByteLevel.alphabet())
+        tok.train_from_iterator(train, trainer)
+        if f.get('ignore_merges'):
+            # A token no merge sequence reaches: only ignore_merges can produce it. Added before 'qoqword' so
+            # that HF's id for the added token (the vocabulary size) stays unique.
+            j = json.loads(tok.to_str())
+            j['model']['vocab']['zqxj'] = len(j['model']['vocab'])
+            tok = Tokenizer.from_str(json.dumps(j))
+        tok.add_tokens(['qoqword'])  # a non-special added token: split out of the text all the same
+        if f.get('bos'):
+            bos = f['bos']
+            tok.post_processor = processors.TemplateProcessing(single=f'{bos} $A', pair=f'{bos} $A $B',
+                                                               special_tokens=[(bos, tok.token_to_id(bos))])
+        j = json.loads(tok.to_str())
+        if f.get('string_merges'):
+            j['model']['merges'] = [' '.join(m) if isinstance(m, list) else m for m in j['model']['merges']]
+        by_id = {}
+        for content, i in list(j['model']['vocab'].items()) + [(t['content'], t['id']) for t in j['added_tokens']]:
+            assert by_id.setdefault(i, content) == content, f'{name}: id {i} is both {by_id[i]!r} and {content!r}'
+        texts = TRICKY + ['NFC: e\u0301 A\u030a caf\u00e9', 'qoqword and qoqwords', '<|im_start|><|im_end|>x',
+                         'zqxj zqxjzqxj']
+        cases = [{'text': t, 'ids': tok.encode(t).ids} for t in texts]
+        cases += [{'line': i, 'ids': tok.encode(lines[i]).ids} for i in idx]
+        write(f'hf_{name}.tokenizer.json', j)
+        write(f'hf_{name}.golden.json', {'generator': f'tokenizers {tokenizers.__version__} encode '
+                                                      '(add_special_tokens=True)', 'cases': cases})
+
+
 # ---- chat templates: the real Jinja text rendered by jinja2 the way transformers does ----
 
 QWEN2_TEMPLATE = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -321,13 +378,15 @@ def main():
     ap.add_argument('--only', default='')
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    todo = args.only.split(',') if args.only else ['tok512', 'llama2', 'smollm2', 'chat', 'pretok']
+    todo = args.only.split(',') if args.only else ['tok512', 'llama2', 'smollm2', 'chat', 'pretok', 'hfjson']
     if 'tok512' in todo:
         gen_tok512(args.data)
     if 'llama2' in todo:
         gen_llama2(args.data)
     if 'smollm2' in todo:
         gen_smollm2(args.data, args.gguf)
+    if 'hfjson' in todo:
+        gen_hf_json(args.data)
     if 'pretok' in todo:
         gen_pretok()
     if 'chat' in todo:

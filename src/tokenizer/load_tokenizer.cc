@@ -2,6 +2,7 @@
 #include "qoq/error.h"
 #include "qoq/tokenizer.h"
 #include "tokenizer/gguf_tokenizer.h"
+#include "tokenizer/hf_json_tokenizer.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
 #include "tokenizer/sp_bpe.h"
 
@@ -16,7 +17,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerSource& src) {
     case TokenizerSource::Kind::Gguf:
       return load_gguf_tokenizer(src.path, src.chat_template);
     case TokenizerSource::Kind::HfJson:
-      fail_input("tokenizer '{}': tokenizer.json support is not built yet (in progress in src/tokenizer)", src.path);
+      return load_hf_json_tokenizer(src.path, src.chat_template);
     case TokenizerSource::Kind::None:
       break;
   }

@@ -41,15 +41,16 @@ class KVCache {
   void truncate(int n);
 
   // Layer l rows: [capacity, kv_dim] each.
-  float* keys(int layer) { return k_[size_t(layer)].data(); }
-  float* values(int layer) { return v_[size_t(layer)].data(); }
+  float* keys(int layer) { return k_[size_t(layer)].get(); }
+  float* values(int layer) { return v_[size_t(layer)].get(); }
   int64_t row_stride() const { return kv_dim_; }
   void advance(int n) { size_ += n; }
 
  private:
   int capacity_ = 0, size_ = 0;
   int64_t kv_dim_ = 0;
-  std::vector<std::vector<float>> k_, v_;
+  // Uninitialized: rows are written before they are read, and untouched pages of a long context cost nothing.
+  std::vector<std::unique_ptr<float[]>> k_, v_;
 };
 
 class Model {

@@ -7,11 +7,10 @@ KVCache::KVCache(const ModelConfig& config, int capacity) : capacity_(capacity),
   QOQ_CHECK_INPUT(capacity <= config.max_position_embeddings,
                   "KV cache: context {} exceeds the model's max_position_embeddings {}", capacity,
                   config.max_position_embeddings);
-  k_.resize(size_t(config.num_layers));
-  v_.resize(size_t(config.num_layers));
+  const size_t n = size_t(int64_t(capacity) * kv_dim_);
   for (int l = 0; l < config.num_layers; ++l) {
-    k_[size_t(l)].assign(size_t(int64_t(capacity) * kv_dim_), 0.0f);
-    v_[size_t(l)].assign(size_t(int64_t(capacity) * kv_dim_), 0.0f);
+    k_.emplace_back(new float[n]);
+    v_.emplace_back(new float[n]);
   }
 }
 

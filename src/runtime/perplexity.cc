@@ -18,10 +18,12 @@ std::string wikitext_join(const std::string& raw) {
   size_t start = 0;
   bool first = true;
   while (start < raw.size()) {
-    size_t nl = raw.find('\n', start);
-    const size_t end = nl == std::string::npos ? raw.size() : nl + 1;  // the row keeps its "\n"
+    const size_t nl = raw.find('\n', start);
+    const size_t end = nl == std::string::npos ? raw.size() : nl + 1;  // a row keeps its "\n"
     if (!first) out += "\n\n";
-    out.append(raw, start, end - start);
+    // Blank lines (" \n" in wiki.test.raw) are empty rows, as in the HF dataset the literature evaluates.
+    const size_t text_end = nl == std::string::npos ? raw.size() : nl;
+    if (raw.find_first_not_of(" \t\r", start) < text_end) out.append(raw, start, end - start);
     first = false;
     start = end;
   }

@@ -1,6 +1,7 @@
-// Perplexity by the protocol of DESIGN.md §3: WikiText-2 rows (each line with its trailing "\n") joined with
-// "\n\n", tokenized once (BOS first if the tokenizer adds one), cut into non-overlapping windows of ctx
-// tokens (the tail dropped); PPL = exp(mean NLL of every next-token prediction in every window).
+// Perplexity by the protocol of DESIGN.md §3: WikiText-2 rows (each line with its trailing "\n"; blank lines,
+// " \n" in wiki.test.raw, are empty rows as in the HF dataset) joined with "\n\n", tokenized once (BOS first if the
+// tokenizer adds one), cut into non-overlapping windows of ctx tokens (the tail dropped); PPL = exp(mean NLL of every
+// next-token prediction in every window).
 #pragma once
 #include <cstdint>
 #include <span>
@@ -12,7 +13,8 @@
 
 namespace qoq {
 
-// The evaluation text of a raw WikiText file's contents: its rows joined with "\n\n".
+// The evaluation text of a raw WikiText file's contents: its rows joined with "\n\n". A line of only
+// spaces/tabs is an empty row; every other line is a row with its trailing "\n".
 std::string wikitext_join(const std::string& raw);
 
 // wikitext_join + one encode, with BOS when the tokenizer adds one.

@@ -1,0 +1,64 @@
+// Short WikiText-2 perplexity slices of the real models, by the library protocol the `qoq ppl` command runs,
+// against values stored when the full runs were made (see docs/results.md). A change in the importer,
+// tokenizer or forward moves them.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "qoq/model.h"
+#include "qoq/tokenizer.h"
+#include "runtime/perplexity.h"
+
+using namespace qoq;
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) ADD_FAILURE() << "missing " << path;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The first `lines` lines of wiki.test.raw (a prefix keeps tokenization fast under the sanitizers).
+std::string wiki_prefix(int lines) {
+  const std::string raw = read_file(std::string(QOQ_DATA_DIR) + "/wikitext-2-raw/wiki.test.raw");
+  size_t pos = 0;
+  for (int i = 0; i < lines && pos != std::string::npos; ++i) pos = raw.find('\n', pos + (i ? 1 : 0));
+  return raw.substr(0, pos == std::string::npos ? raw.size() : pos + 1);
+}
+
+PplResult run(const std::string& model_path, const std::string& raw, int ctx, int windows) {
+  EXPECT_TRUE(std::filesystem::exists(model_path)) << "missing " << model_path;
+  LoadOptions lo;
+  lo.progress = false;
+  const ModelWeights w = load_model(model_path, lo);
+  const auto tok = load_tokenizer(w.tokenizer);
+  const Model model(w);
+  PplOptions o;
+  o.ctx = ctx;
+  o.max_windows = windows;
+  o.progress = false;
+  return perplexity(model, perplexity_tokens(*tok, raw), o);
+}
+
+}  // namespace
+
+TEST(PplReal, Stories260KFirstWindowsAtCtx512) {
+  const PplResult r = run(std::string(QOQ_DATA_DIR) + "/stories260K/stories260K.bin", wiki_prefix(400), 512, 4);
+  EXPECT_EQ(r.windows, 4);
+  EXPECT_EQ(r.tokens_scored, 4 * 511);
+  EXPECT_NEAR(r.ppl, 119.5187591, 1e-4 * 119.5187591) << std::setprecision(10) << r.ppl;
+}
+
+TEST(PplReal, SmolLM2FirstWindowsAtCtx128) {
+  const PplResult r =
+      run(std::string(QOQ_MODEL_CACHE) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf", wiki_prefix(60), 128, 3);
+  EXPECT_EQ(r.windows, 3);
+  EXPECT_EQ(r.tokens_scored, 3 * 127);
+  EXPECT_NEAR(r.ppl, 47.24900498, 1e-4 * 47.24900498) << std::setprecision(10) << r.ppl;
+}

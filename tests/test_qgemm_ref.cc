@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/qgemm_ref.h"
 #include "kernels/cuda/gemm/dequant.h"
+#include "kernels/cuda/gemm/layout.h"
 #include "qoq/half.h"
 
 using namespace qoq;
@@ -151,4 +152,39 @@ TEST(QGemmRef, EpilogueRoundsOnceToHalf) {
   EXPECT_EQ(ref::epilogue(2049, 1.f, 0, 1.f, 0, 0.f, 0.f, false), float_to_half(2048.f));
   EXPECT_EQ(ref::epilogue(10, 0.5f, 2, 1.f, 3, 1.f, 0.f, false), float_to_half(0.5f * (10 - 6) + 1.f));
   EXPECT_EQ(ref::epilogue(10, 0.5f, 0, 2.f, 0, 0.f, 0.25f, true), float_to_bf16(10.25f));
+}
+
+// The kernel weight layout (plain C++, shared with the GPU repack): the map and its inverse are bijections of a
+// 64 x 128 tile onto its nibbles (W4) or bytes (W8). tests/cuda checks the GPU repack follows it.
+TEST(QGemmLayout, TileMapsAreInverseBijections) {
+  namespace L = cuda::layout;
+  std::vector<int> hits4(L::kW4CodeBytes * 2, 0), hits8(L::kW8Bytes, 0);
+  for (int r = 0; r < L::kTileRows; ++r)
+    for (int kk = 0; kk < L::kTileK; ++kk) {
+      const auto p = L::w4_pos(r, kk);
+      ASSERT_TRUE(p.byte >= 0 && p.byte < L::kW4CodeBytes && (p.high == 0 || p.high == 1));
+      ++hits4[p.byte * 2 + p.high];
+      EXPECT_EQ(L::w4_elem(p.byte, p.high).r, r);
+      EXPECT_EQ(L::w4_elem(p.byte, p.high).kk, kk);
+      const int b = L::w8_pos(r, kk);
+      ASSERT_TRUE(b >= 0 && b < L::kW8Bytes);
+      ++hits8[b];
+      EXPECT_EQ(L::w8_elem(b).r, r);
+      EXPECT_EQ(L::w8_elem(b).kk, kk);
+    }
+  for (int h : hits4) ASSERT_EQ(h, 1);
+  for (int h : hits8) ASSERT_EQ(h, 1);
+}
+
+TEST(QGemmLayout, FragmentWordsHoldWgmmaRegisters) {
+  // Thread 37 (warp 1, g = 1, t = 1), k32 step 3: its W4 word x[2s+h] (kp = 1, s = 1) holds row 16+1 (low nibbles)
+  // and row 16+9 (high nibbles) at k = 96 + 16h + 4 .. 96 + 16h + 7, which is wgmma's a0/a1 (h = 0), a2/a3 (h = 1).
+  namespace L = cuda::layout;
+  for (int h = 0; h < 2; ++h)
+    for (int b = 0; b < 4; ++b) {
+      const int byte = ((1 * 128 + 37) * 4 + 2 * 1 + h) * 4 + b;
+      EXPECT_EQ(L::w4_elem(byte, 0).r, 17);
+      EXPECT_EQ(L::w4_elem(byte, 1).r, 25);
+      EXPECT_EQ(L::w4_elem(byte, 0).kk, 96 + 16 * h + 4 + b);
+    }
 }

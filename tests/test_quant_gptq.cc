@@ -40,6 +40,23 @@ TEST(Linalg, InverseUpperCholeskyFactorsTheInverse) {
   EXPECT_FALSE(inverse_upper_cholesky(indefinite, 2, u));
 }
 
+TEST(Linalg, HessianIsXtXInDouble) {
+  // K = 200 spans two row blocks, M = 600 three token chunks, added in two calls.
+  const int64_t K = 200, M = 600;
+  const auto x = quant_test::randn(size_t(M * K), 2);
+  Hessian h(K);
+  h.add(x.data(), 250);
+  h.add(x.data() + 250 * K, M - 250);
+  EXPECT_EQ(h.tokens(), M);
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t j = 0; j < K; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < M; ++t) s += double(x[size_t(t * K + i)]) * x[size_t(t * K + j)];
+      ASSERT_NEAR(h.at(i, j), s, 1e-4 * (1 + std::fabs(s))) << i << "," << j;
+      ASSERT_EQ(h.at(i, j), h.at(j, i));
+    }
+}
+
 namespace {
 
 struct Layer {

@@ -13,6 +13,14 @@ void check_matrix(const Tensor& w, const char* what) {
 }
 
 namespace {
+// A non-finite scale would silently poison the channel it touches. (Signs and zeros are legal: a folded RMSNorm γ
+// may be negative or 0; smoothing scales are positive by construction.)
+void check_scales(std::span<const float> s, bool divide) {
+  for (size_t i = 0; i < s.size(); ++i)
+    QOQ_CHECK(std::isfinite(s[i]) && !(divide && s[i] == 0.f), "scale {} of channel {} is not a finite {}", s[i], i,
+              divide ? "divisor" : "factor");
+}
+
 void check_vector(const Tensor* b, int64_t n, const char* what) {
   if (!b) return;
   QOQ_CHECK(b->defined() && b->dtype() == DType::F32 && b->numel() == n, "{} must be F32 [{}], got {}", what, n,
@@ -25,13 +33,14 @@ void scale_rows(Tensor& w, Tensor* bias, std::span<const float> s, bool divide) 
   const int64_t n = w.dim(0), k = w.dim(1);
   QOQ_CHECK(int64_t(s.size()) == n, "scale_rows: {} scales for {}", s.size(), w.str());
   check_vector(bias, n, "scale_rows bias");
+  check_scales(s, divide);
+  // Divide exactly when asked (x / s, not x * (1 / s)) so that scaling and unscaling by the same s round-trip as
+  // closely as float allows.
+  auto apply = [&](float x, float si) { return divide ? x / si : x * si; };
   float* p = w.data<float>();
   for (int64_t i = 0; i < n; ++i) {
-    const float f = divide ? 1.f / s[i] : s[i];
-    // Divide exactly when asked (x / s, not x * (1/s)) so that scaling and unscaling by the same s round-trips as
-    // closely as float allows.
-    for (int64_t j = 0; j < k; ++j) p[i * k + j] = divide ? p[i * k + j] / s[i] : p[i * k + j] * f;
-    if (bias) bias->data<float>()[i] = divide ? bias->data<float>()[i] / s[i] : bias->data<float>()[i] * f;
+    for (int64_t j = 0; j < k; ++j) p[i * k + j] = apply(p[i * k + j], s[i]);
+    if (bias) bias->data<float>()[i] = apply(bias->data<float>()[i], s[i]);
   }
 }
 
@@ -39,6 +48,7 @@ void scale_cols(Tensor& w, std::span<const float> s, bool divide) {
   check_matrix(w, "scale_cols weight");
   const int64_t n = w.dim(0), k = w.dim(1);
   QOQ_CHECK(int64_t(s.size()) == k, "scale_cols: {} scales for {}", s.size(), w.str());
+  check_scales(s, divide);
   float* p = w.data<float>();
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < k; ++j) p[i * k + j] = divide ? p[i * k + j] / s[j] : p[i * k + j] * s[j];

@@ -13,10 +13,9 @@ namespace qoq::cpu {
 namespace {
 
 // (token, head) pairs [b, e) of the flattened tokens x heads range.
-[[gnu::target_clones("arch=haswell", "default")]] void attend_range(const float* q, const float* k, const float* v,
-                                                                    float* out, int64_t pos0, int64_t n_heads,
-                                                                    int64_t group, int64_t head_dim, int64_t kv_stride,
-                                                                    float scale, int64_t b, int64_t e) {
+[[gnu::always_inline]] inline void attend_range(const float* q, const float* k, const float* v, float* out,
+                                                int64_t pos0, int64_t n_heads, int64_t group, int64_t head_dim,
+                                                int64_t kv_stride, float scale, int64_t b, int64_t e) {
   std::vector<float> scores;
   for (int64_t th = b; th < e; ++th) {
     const int64_t t = th / n_heads, h = th % n_heads;
@@ -33,6 +32,17 @@ namespace {
   }
 }
 
+QOQ_TARGET_AVX2 void attend_range_avx2(const float* q, const float* k, const float* v, float* out, int64_t pos0,
+                                       int64_t n_heads, int64_t group, int64_t head_dim, int64_t kv_stride, float scale,
+                                       int64_t b, int64_t e) {
+  attend_range(q, k, v, out, pos0, n_heads, group, head_dim, kv_stride, scale, b, e);
+}
+
+void attend_range_generic(const float* q, const float* k, const float* v, float* out, int64_t pos0, int64_t n_heads,
+                          int64_t group, int64_t head_dim, int64_t kv_stride, float scale, int64_t b, int64_t e) {
+  attend_range(q, k, v, out, pos0, n_heads, group, head_dim, kv_stride, scale, b, e);
+}
+
 }  // namespace
 
 void attention(const float* q, const float* k, const float* v, float* out, int64_t tokens, int64_t pos0,
@@ -43,7 +53,10 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
   const int64_t work = (pos0 + tokens) * head_dim * n_heads;
   parallel_for(
       tokens * n_heads,
-      [&](int64_t b, int64_t e) { attend_range(q, k, v, out, pos0, n_heads, group, head_dim, kv_stride, scale, b, e); },
+      [&, avx2 = has_avx2_fma()](int64_t b, int64_t e) {
+        (avx2 ? attend_range_avx2 : attend_range_generic)(q, k, v, out, pos0, n_heads, group, head_dim, kv_stride,
+                                                          scale, b, e);
+      },
       work < (1 << 14) ? tokens * n_heads : 1);
 }
 

@@ -52,9 +52,8 @@ template <int MR, int NR>
 constexpr int64_t kMBlock = 64;  // rows of X kept hot in L2 while a block of W streams through L1
 
 // Rows [n0, n1) of W against all of X.
-[[gnu::target_clones("arch=haswell", "default")]] void matmul_rows(const float* x, const float* w, const float* bias,
-                                                                   float* y, int64_t m, int64_t n, int64_t k,
-                                                                   int64_t n0, int64_t n1) {
+[[gnu::always_inline]] inline void matmul_rows(const float* x, const float* w, const float* bias, float* y, int64_t m,
+                                               int64_t n, int64_t k, int64_t n0, int64_t n1) {
   if (m == 1) {
     // Decode: one pass over the weights, 8 rows at a time to keep several loads in flight.
     int64_t j = n0;
@@ -81,6 +80,16 @@ constexpr int64_t kMBlock = 64;  // rows of X kept hot in L2 while a block of W 
   }
 }
 
+QOQ_TARGET_AVX2 void matmul_rows_avx2(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n,
+                                      int64_t k, int64_t n0, int64_t n1) {
+  matmul_rows(x, w, bias, y, m, n, k, n0, n1);
+}
+
+void matmul_rows_generic(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+                         int64_t n0, int64_t n1) {
+  matmul_rows(x, w, bias, y, m, n, k, n0, n1);
+}
+
 }  // namespace
 
 void matmul(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
@@ -93,7 +102,10 @@ void matmul(const float* x, const float* w, const float* bias, float* y, int64_t
   // Tiny products are not worth waking the pool.
   const int64_t grain = m * n * k < (1 << 15) ? blocks : 1;
   parallel_for(
-      blocks, [&](int64_t b, int64_t e) { matmul_rows(x, w, bias, y, m, n, k, b * block, std::min(n, e * block)); },
+      blocks,
+      [&, avx2 = has_avx2_fma()](int64_t b, int64_t e) {
+        (avx2 ? matmul_rows_avx2 : matmul_rows_generic)(x, w, bias, y, m, n, k, b * block, std::min(n, e * block));
+      },
       grain);
 }
 

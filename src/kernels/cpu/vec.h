@@ -1,10 +1,19 @@
-// 8-wide float vectors via GCC vector extensions: plain C++ that compiles to AVX in functions built for
-// arch=haswell and to SSE pairs elsewhere. Internal to the CPU kernels. Vectors are passed by reference
-// only, so no function has a vector-ABI signature (which would differ between the clones).
+// 8-wide float vectors via GCC vector extensions: plain C++ that compiles to AVX2+FMA in functions marked
+// QOQ_TARGET_AVX2 and to SSE pairs elsewhere. Internal to the CPU kernels. Vectors are passed by reference
+// only, so no function has a vector-ABI signature (which would differ between the two builds of a kernel).
 #pragma once
 #include <cstdint>
 
+// Kernels are compiled twice, generic and with this attribute, and dispatched at run time by has_avx2_fma().
+// (GCC's target_clones("arch=haswell") dispatches on the CPU model and so skips AMD CPUs with AVX2.)
+#define QOQ_TARGET_AVX2 [[gnu::target("avx2,fma")]]
+
 namespace qoq::cpu {
+
+inline bool has_avx2_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
 
 typedef float v8f __attribute__((vector_size(32)));
 // The same, for unaligned memory that may alias plain floats.

@@ -532,3 +532,89 @@ TEST(HfJson, BadFilesAreRejected) {
       },
       {"badmerge.json", "merge 0", "not in the vocabulary"});
 }
+
+TEST(GgufTokenizer, LlamaVocabularyMatchesTok512) {
+  // tok512's pieces written as a GGUF "llama" vocabulary (U+2581 for spaces, scores, token types) must encode
+  // exactly like the llama2.c loader.
+  const std::string raw = read_file(data_path("stories260K/tok512.bin"));
+  std::vector<std::string> pieces;
+  GgufArray scores, types;
+  for (size_t pos = 4; pos < raw.size();) {
+    float score;
+    int32_t len;
+    std::memcpy(&score, raw.data() + pos, 4);
+    std::memcpy(&len, raw.data() + pos + 4, 4);
+    std::string p = raw.substr(pos + 8, size_t(len));
+    pos += 8 + size_t(len);
+    const size_t id = pieces.size();
+    std::string spm;
+    for (char c : p) spm += c == ' ' ? std::string("\xe2\x96\x81") : std::string(1, c);
+    pieces.push_back(spm);
+    scores.push_back(io::GgufWriter::f32(score));
+    const bool byte = p.size() == 6 && p.rfind("<0x", 0) == 0;
+    types.push_back(io::GgufWriter::i32(id == 0 ? 2 : id <= 2 ? 3 : byte ? 6 : 1));
+  }
+  io::GgufWriter w;
+  w.add("tokenizer.ggml.model", io::GgufWriter::str("llama"));
+  w.add("tokenizer.ggml.tokens", io::GgufWriter::str_array(pieces));
+  w.add("tokenizer.ggml.scores", io::GgufWriter::array(kGgufF32, scores));
+  w.add("tokenizer.ggml.token_type", io::GgufWriter::array(kGgufI32, types));
+  w.add("tokenizer.ggml.bos_token_id", io::GgufWriter::u32(1));
+  w.add("tokenizer.ggml.eos_token_id", io::GgufWriter::u32(2));
+  const std::string path = temp_file("llama_vocab.gguf", "");
+  w.write(path);
+  auto from_gguf = load_tokenizer({TokenizerSource::Kind::Gguf, path, ""});
+  auto ref = tok512();
+  EXPECT_TRUE(from_gguf->adds_bos());
+  const auto lines = wiki_lines();
+  for (size_t i = 0; i < 400; ++i) {
+    EXPECT_EQ(from_gguf->encode(lines[i], true), ref->encode(lines[i], true)) << lines[i];
+    EXPECT_EQ(from_gguf->decode(ref->encode(lines[i], true)), lines[i]);
+  }
+}
+
+TEST(StreamDecoder, HoldsBackSplitCharacters) {
+  // SmolLM2 spells these emoji with byte tokens: the stream must never cut a character.
+  const Tokenizer& tok = smollm2();
+  const std::string text = "Emoji 😀🎉👍🏽 and 日本語 done";
+  const auto ids = tok.encode(text, false);
+  size_t partial = 0;  // tokens that on their own end inside a character
+  for (int32_t id : ids) partial += utf8::complete_prefix(tok.decode({id})) != tok.decode({id}).size();
+  ASSERT_GT(partial, 0u) << "expected some characters to span several tokens";
+  StreamDecoder sd(tok);
+  std::string out;
+  for (int32_t id : ids) {
+    const std::string piece = sd.push(id);
+    EXPECT_EQ(utf8::complete_prefix(piece), piece.size());
+    for (size_t i = 0; i < piece.size();) {
+      const size_t n = utf8::sequence_length(piece, i);
+      ASSERT_GT(n, 0u) << "piece is not whole UTF-8";
+      i += n;
+    }
+    out += piece;
+  }
+  out += sd.flush();
+  EXPECT_EQ(out, text);
+}
+
+TEST(StreamDecoder, ContextKeepsTheSpaceOfAContinuation) {
+  auto tok = tok512();
+  const auto prompt = tok->encode("Once upon", true);
+  const auto all = tok->encode("Once upon a time", true);
+  ASSERT_TRUE(std::equal(prompt.begin(), prompt.end(), all.begin()));
+  StreamDecoder with_context(*tok, prompt), without(*tok);
+  std::string a, b;
+  for (size_t i = prompt.size(); i < all.size(); ++i) {
+    a += with_context.push(all[i]);
+    b += without.push(all[i]);
+  }
+  a += with_context.flush();
+  b += without.flush();
+  EXPECT_EQ(a, " a time");
+  EXPECT_EQ(b, "a time");  // without context the first piece starts the text
+  // From BOS alone (generation with no prompt) the first word loses the dummy-prefix space, as it should.
+  StreamDecoder from_bos(*tok, {1});
+  std::string c;
+  for (size_t i = 1; i < all.size(); ++i) c += from_bos.push(all[i]);
+  EXPECT_EQ(c + from_bos.flush(), "Once upon a time");
+}

@@ -6,6 +6,13 @@
 
 namespace qoq {
 
+StreamDecoder::StreamDecoder(const Tokenizer& tok, const std::vector<int32_t>& context) : tok_(tok) {
+  if (!context.empty()) {
+    ids_.assign(1, context.back());
+    emitted_ = tok_.decode(ids_).size();
+  }
+}
+
 std::string StreamDecoder::push(int32_t id) {
   ids_.push_back(id);
   const std::string text = tok_.decode(ids_);

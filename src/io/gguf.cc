@@ -235,11 +235,6 @@ const GgufArray& value_as_array(const GgufValue& v, const std::string& path, con
   return *a;
 }
 
-inline float load_f32(const uint8_t* p) {
-  float f;
-  std::memcpy(&f, p, 4);
-  return f;
-}
 inline uint16_t load_u16(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);

@@ -319,6 +319,23 @@ LLAMA2_TEMPLATE = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages
                    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
                    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
 
+# The non-tool part of Qwen2.5-Instruct's template (its default system prompt sits in an else branch).
+QWEN25_STYLE_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "{%- else %}\n"
+    "    {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
+    "(message.role == \"assistant\") %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n")
+
 CONVERSATIONS = [
     [],
     [{'role': 'user', 'content': 'What is the capital of France?'}],
@@ -350,11 +367,14 @@ def gen_chat(gguf_path):
         ('qwen2', QWEN2_TEMPLATE, '', '<|im_end|>'),
         ('llama3', LLAMA3_TEMPLATE, '<|begin_of_text|>', '<|eot_id|>'),
         ('llama2', LLAMA2_TEMPLATE, '<s>', '</s>'),
+        ('qwen2.5-style', QWEN25_STYLE_TEMPLATE, '', '<|im_end|>'),
     ]
     out = []
     for name, text, bos, eos in templates:
         cases = []
         for m in CONVERSATIONS:
+            if not m and name == 'qwen2.5-style':
+                continue  # Jinja fails on messages[0] there; qoq renders the bare generation prompt instead
             try:
                 cases.append({'messages': m, 'rendered': render(text, m, bos, eos)})
             except Exception as e:  # noqa: BLE001 - the template itself rejects it: qoq must throw too

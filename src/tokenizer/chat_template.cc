@@ -36,15 +36,22 @@ std::string unescape_until(std::string_view s, size_t pos, std::string_view stop
   return out;
 }
 
-// ChatML templates that insert a system turn when the conversation has none (Qwen2, SmolLM2) spell it as a
-// literal "<|im_start|>system\n...<|im_end|>" inside a branch on messages[0]['role'] != 'system'.
+// ChatML templates that insert a system turn when the conversation has none spell it as a string literal
+// "<|im_start|>system\n...<|im_end|>": in a branch on messages[0]['role'] != 'system' (Qwen2, SmolLM2) or in the
+// else branch of == 'system' (Qwen2.5). The first such literal whose body is plain text (no quote, so not a
+// concatenation with messages[0]['content']) is the default system prompt.
 std::string chatml_default_system(std::string_view jinja) {
-  if (jinja.find("!= 'system'") == std::string_view::npos && jinja.find("!= \"system\"") == std::string_view::npos) {
-    return "";
-  }
+  if (jinja.find("'system'") == std::string_view::npos && jinja.find("\"system\"") == std::string_view::npos) return "";
   for (std::string_view head : {"<|im_start|>system\\n", "<|im_start|>system\n"}) {
-    const size_t p = jinja.find(head);
-    if (p != std::string_view::npos) return unescape_until(jinja, p + head.size(), "<|im_end|>");
+    for (size_t p = jinja.find(head); p != std::string_view::npos; p = jinja.find(head, p + 1)) {
+      const size_t body = p + head.size();
+      const size_t end = jinja.find("<|im_end|>", body);
+      if (end == std::string_view::npos) break;
+      const std::string_view raw = jinja.substr(body, end - body);
+      if (raw.find('\'') == std::string_view::npos && raw.find('"') == std::string_view::npos) {
+        return unescape_until(jinja, body, "<|im_end|>");
+      }
+    }
   }
   return "";
 }

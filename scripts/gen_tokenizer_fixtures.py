@@ -39,6 +39,7 @@ TRICKY = [
     'ﬁ ligature and ℌ and Ⅻ roman ²³',
     '\u00a0non-breaking\u2009thin\u3000ideographic',
     'a' * 300,
+    'ctrl\x13bytes\x04 SmolLM2 has no token for',
 ]
 
 

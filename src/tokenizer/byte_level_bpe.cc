@@ -182,13 +182,16 @@ void ByteBpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>
     struct Sym {
       int id, prev, next;
     };
-    std::vector<Sym> syms(piece.size());
+    // A byte the vocabulary lacks (SmolLM2 has no token for 21 bytes, e.g. 0x13 or 0xff) becomes the model's
+    // unk token when it declares one, else it is dropped, as HF's BPE does; its neighbours then become adjacent.
+    std::vector<Sym> syms;
+    syms.reserve(piece.size());
     for (size_t i = 0; i < piece.size(); ++i) {
-      int id = byte_id_[uint8_t(piece[i])];
-      if (id < 0) id = unk_;
-      if (id < 0) fail_input("{}: the vocabulary has no token for byte 0x{:02x}", source_, uint8_t(piece[i]));
-      syms[i] = {id, int(i) - 1, i + 1 < piece.size() ? int(i) + 1 : -1};
+      const int id = byte_id_[uint8_t(piece[i])] >= 0 ? byte_id_[uint8_t(piece[i])] : unk_;
+      if (id < 0) continue;
+      syms.push_back({id, int(syms.size()) - 1, int(syms.size()) + 1});
     }
+    if (!syms.empty()) syms.back().next = -1;
     struct Cand {
       int rank, left, right, merged;
       bool operator<(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }

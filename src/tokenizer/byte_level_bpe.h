@@ -22,7 +22,8 @@ struct ByteBpeSpec {
   PreTokenizer pre;
   bool ignore_merges = false;  // a piece that is itself a token is taken whole (Llama-3)
   bool nfc = false;            // NFC-normalize text segments first (Qwen2's normalizer)
-  int bos = -1, eos = -1, unk = -1;
+  int bos = -1, eos = -1;
+  int unk = -1;  // stands for a byte without a token; -1: such bytes are dropped (HF BPE without unk_token)
   bool add_bos = false;
 };
 

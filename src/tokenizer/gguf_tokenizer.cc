@@ -52,7 +52,9 @@ std::unique_ptr<TokenizerBase> load_gpt2(const GgufFile& f) {
   spec.pre = PreTokenizer::for_gguf(pre, f.path(), &spec.ignore_merges);
   spec.bos = optional_id(f, "tokenizer.ggml.bos_token_id", n);
   spec.eos = optional_id(f, "tokenizer.ggml.eos_token_id", n);
-  spec.unk = optional_id(f, "tokenizer.ggml.unknown_token_id", n);
+  // tokenizer.ggml.unknown_token_id is not used for bytes missing from the vocabulary: in SmolLM2 it is
+  // <|endoftext|>, and a stray control byte must not end the document. Such bytes are dropped, as HF does.
+  optional_id(f, "tokenizer.ggml.unknown_token_id", n);  // still validated
   spec.add_bos = f.has("tokenizer.ggml.add_bos_token") ? f.get_bool("tokenizer.ggml.add_bos_token") : false;
   return std::make_unique<ByteBpeTokenizer>(std::move(spec));
 }

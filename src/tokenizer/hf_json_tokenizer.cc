@@ -120,6 +120,12 @@ std::unique_ptr<Tokenizer> load_hf_json_tokenizer(const std::string& path, const
     }
   }
   spec.ignore_merges = model.value("ignore_merges", false);
+  const json unk = model.value("unk_token", json());
+  if (unk.is_string()) {
+    const auto it = model["vocab"].find(unk.get<std::string>());
+    if (it == model["vocab"].end()) fail_input("{}: model.unk_token '{}' is not in model.vocab", path, unk.dump());
+    spec.unk = it->get<int>();
+  }
 
   if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
     for (const json& t : root["added_tokens"]) {

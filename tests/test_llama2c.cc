@@ -60,6 +60,22 @@ TEST(Llama2c, Stories260KConfigAndTensors) {
   for (int64_t i = 0; i < d; ++i) ASSERT_EQ(w.get("model.norm.weight").at_f32(i), norm[size_t(i)]);
 }
 
+// Loaded tensors may be modified in place (the quantizer fuses norms); the file underneath must not change.
+TEST(Llama2c, TensorsAreWritableWithoutTouchingTheFile) {
+  TempDir dir;
+  testing::write_bytes(dir.file("m.bin"), testing::read_bytes(stories()));
+  testing::write_bytes(dir.file("tok512.bin"), testing::read_bytes(testing::data_file("stories260K/tok512.bin")));
+  const auto before = testing::read_bytes(dir.file("m.bin"));
+  {
+    ModelWeights w = load_model(dir.file("m.bin"), {.dtype = DType::F32, .progress = false});
+    for (auto& [name, t] : w.tensors)
+      for (float& v : t.span<float>()) v = 1.0f;
+  }
+  EXPECT_EQ(testing::read_bytes(dir.file("m.bin")), before);
+  const ModelWeights again = load_model(dir.file("m.bin"), {.dtype = DType::F32, .progress = false});
+  EXPECT_NE(again.get("model.norm.weight").at_f32(0), 1.0f);
+}
+
 TEST(Llama2c, LoadsAsF16) {
   const ModelWeights w = load_model(stories(), {.dtype = DType::F16, .progress = false});
   for (const auto& [name, t] : w.tensors) EXPECT_EQ(t.dtype(), DType::F16) << name;

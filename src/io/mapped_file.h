@@ -9,7 +9,8 @@ namespace qoq::io {
 
 class MappedFile {
  public:
-  // Maps the whole file read-only; throws InputError naming the path when it cannot be opened.
+  // Maps the whole file private copy-on-write (writes through views never reach the file); throws InputError
+  // naming the path when it cannot be opened.
   static std::shared_ptr<MappedFile> open(const std::string& path);
   // Wraps bytes already in memory (fuzzers, tests); `owner` keeps them alive.
   static std::shared_ptr<MappedFile> from_memory(const uint8_t* data, size_t size, std::shared_ptr<void> owner,

@@ -4,10 +4,14 @@
 Never needed by the build or the tests; re-run it when a fixture must change:
   python3 -m venv /tmp/tokvenv && /tmp/tokvenv/bin/pip install tokenizers sentencepiece gguf jinja2 transformers
   /tmp/tokvenv/bin/python scripts/gen_tokenizer_fixtures.py [--data ../shared/data] [--gguf ~/.cache/qoq/models/...]
+      [--only tok512,llama2,smollm2,hfjson,pretok,chat]          (about 2 minutes on 2 cores)
 
 References: tok512 -> the independent Python re-implementation of llama2.c's algorithm below;
 Llama-2 tokenizer.model -> the `sentencepiece` package; SmolLM2 (GGUF) -> HF `tokenizers` built from the GGUF
-vocabulary/merges with SmolLM2's pre-tokenizer; chat templates -> jinja2 rendering the template stored in the GGUF.
+vocabulary/merges with SmolLM2's pre-tokenizer (transformers' own GGUF import drops the Digits step, see
+gen_smollm2); tiny tokenizer.json files -> trained and run by HF `tokenizers`; pre-tokenizer splits ->
+`tokenizers` pre_tokenize_str; chat templates -> jinja2 (configured as transformers does) rendering the GGUF's
+template and Qwen2/Qwen2.5-style/Llama-3/Llama-2 template texts. Whole-file ids are pinned by count + FNV-1a.
 """
 import argparse
 import json

@@ -364,6 +364,11 @@ TEST(ChatTemplates, FamilyFromTokensAndErrors) {
   EXPECT_EQ(detect_chat_template("", has({}), "", "").format, ChatFormat::None);
   expect_input_error([&] { detect_chat_template("{{ messages | tojson }}", has({}), "", ""); },
                      {"unsupported chat template", "tojson"});
+  expect_input_error(
+      [&] {
+        detect_chat_template("<|start_header_id|>system{{ 'Cutting Knowledge Date: December 2023' }}", has({}), "", "");
+      },
+      {"Llama-3.1", "not supported"});
   const ChatTemplate chatml = detect_chat_template("", has({"<|im_start|>", "<|im_end|>"}), "", "");
   expect_input_error([&] { chatml.render({{"tool", "x"}}); }, {"role 'tool'"});
   const ChatTemplate llama2 = detect_chat_template("[INST] <<SYS>>", has({}), "<s>", "</s>");

@@ -150,6 +150,10 @@ ChatTemplate detect_chat_template(std::string_view jinja, const std::function<bo
       t.format = ChatFormat::ChatML;
       t.default_system = chatml_default_system(jinja);
     } else if (jinja.find("<|start_header_id|>") != std::string_view::npos) {
+      // Llama-3.1+ templates always emit a dated system header (and tool blocks): a different rendering.
+      if (jinja.find("Cutting Knowledge Date") != std::string_view::npos) {
+        fail_input("the Llama-3.1-style chat template (with 'Cutting Knowledge Date') is not supported yet");
+      }
       t.format = ChatFormat::Llama3;
     } else if (jinja.find("[INST]") != std::string_view::npos && jinja.find("<<SYS>>") != std::string_view::npos) {
       t.format = ChatFormat::Llama2;

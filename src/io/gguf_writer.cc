@@ -8,9 +8,10 @@ namespace {
 
 template <typename T>
 void put(std::vector<uint8_t>& out, T v) {
-  uint8_t b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out.insert(out.end(), b, b + sizeof(T));
+  // resize + memcpy rather than insert: GCC 12 reports a false -Wstringop-overflow on the inlined insert.
+  const size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
 }
 void put_str(std::vector<uint8_t>& out, const std::string& s) {
   put<uint64_t>(out, s.size());

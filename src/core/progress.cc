@@ -33,7 +33,8 @@ void Progress::update(int64_t done, const std::string& suffix) {
     draw(suffix, false);
   } else {
     const int decile = int(done_ * 10 / total_);
-    if (decile != last_decile_) {
+    // The 100% line is finish()'s, with the total time.
+    if (decile != last_decile_ && done_ < total_) {
       last_decile_ = decile;
       draw(suffix, false);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for N seconds (default 30) from the seed
 # corpora in fuzz/corpus/<target>/. Seeds are copied to the build dir first, so the committed corpus stays small.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: fuzz_safetensors fuzz_gguf fuzz_llama2c fuzz_hf_config)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: fuzz_* in fuzz/CMakeLists.txt)
 # Exit status is non-zero if any fuzzer found a crash; reproducers are left in build-fuzz/fuzz-artifacts/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,7 +9,7 @@ BUILD="${QOQ_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 SECONDS_EACH="${1:-30}"
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(fuzz_safetensors fuzz_gguf fuzz_llama2c fuzz_hf_config)
+((${#TARGETS[@]})) || TARGETS=(fuzz_safetensors fuzz_gguf fuzz_llama2c fuzz_hf_config fuzz_tok512 fuzz_tokenizer_json fuzz_gguf_tokenizer)
 
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get install clang)" >&2; exit 1; }
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DQOQ_FUZZ=ON -DQOQ_CUDA=OFF -DQOQ_BUILD_TESTS=OFF >/dev/null

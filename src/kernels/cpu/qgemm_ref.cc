@@ -187,4 +187,60 @@ std::vector<uint16_t> apply_epilogue(const std::vector<int32_t>& acc, const ActQ
   return y;
 }
 
+namespace {
+// An optimization barrier: the value must exist rounded in a register here, so no FMA can span it.
+inline float no_fma(float v) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm("" : "+x"(v));
+#elif defined(__aarch64__)
+  asm("" : "+w"(v));
+#else
+  volatile float t = v;
+  v = t;
+#endif
+  return v;
+}
+}  // namespace
+
+float epilogue_f32(int32_t acc, float s_a, int32_t asum, float s_w, int z, bool has_bias, float bias) {
+  const float v = float(acc - z * asum);
+  const float scale = no_fma(s_a * s_w);
+  const float y = no_fma(scale * v);
+  return has_bias ? y + bias : y;
+}
+
+std::vector<int32_t> acc_quant_weight(const ActQuant& a, const quant::QuantWeight& w) {
+  const auto& g = w.grid;
+  const int N = int(g.N), K = int(g.K_pad);
+  QOQ_CHECK(a.K == K, "activation K={} != weight K_pad={}", a.K, K);
+  QOQ_CHECK(w.codes.size() == size_t(N) * K, "{} codes for [{}, {}]", w.codes.size(), N, K);
+  switch (g.format) {
+    case quant::WeightFormat::W4PerChannel:
+    case quant::WeightFormat::W8PerChannel:
+      return int_gemm(a, N, K, 0, N, [&](int n, int k) { return int32_t(w.codes[size_t(n) * K + k]); });
+    case quant::WeightFormat::W4Group:
+      return int_gemm(a, N, K, 0, N, [&](int n, int k) { return int32_t(g.w8(n, k, w.codes[size_t(n) * K + k])); });
+  }
+  return {};
+}
+
+std::vector<float> int_linear(const float* x, int M, const quant::QuantWeight& w, const float* bias) {
+  const auto& g = w.grid;
+  const int N = int(g.N), K = int(g.K), K_pad = int(g.K_pad);
+  std::vector<float> xp(size_t(M) * K_pad, 0.f);
+  for (int m = 0; m < M; ++m)
+    for (int k = 0; k < K; ++k) xp[size_t(m) * K_pad + k] = x[size_t(m) * K + k];
+  const ActQuant a = quantize_activations(xp.data(), M, K_pad);
+  const std::vector<int32_t> acc = acc_quant_weight(a, w);
+  std::vector<float> y(size_t(M) * N);
+  const bool per_channel = g.format == quant::WeightFormat::W4PerChannel;
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      const size_t i = size_t(m) * N + n;
+      y[i] = epilogue_f32(acc[i], a.scales[m], a.sums[m], g.scales[n], per_channel ? int(g.zeros[n]) : 0,
+                          bias != nullptr, bias ? bias[n] : 0.f);
+    }
+  return y;
+}
+
 }  // namespace qoq::ref

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "quant/grid.h"
+
 namespace qoq::ref {
 
 // Per-token symmetric int8 activations with the fp32 scale and the exact integer row sum.
@@ -67,5 +69,19 @@ uint16_t epilogue(int32_t acc, float s_a, int32_t asum, float s_w, int z, float 
 std::vector<uint16_t> apply_epilogue(const std::vector<int32_t>& acc, const ActQuant& a, const uint16_t* w_scales,
                                      const uint8_t* zeros, int N, const uint16_t* bias, const uint16_t* residual,
                                      bool bf16);
+
+// ---- FP32 epilogue and the integer linear of the CPU int backend (src/model/linear_quant.h) ----
+
+// y = (s_a * s_w) * float(acc - z * asum) + bias in fp32: each operation rounded once, in this order, never fused
+// into an FMA whatever the compiler flags (-ffp-contract=fast, -mfma). has_bias false: no addition (so -0 stays -0).
+float epilogue_f32(int32_t acc, float s_a, int32_t asum, float s_w, int z, bool has_bias, float bias);
+
+// int32 accumulators [M, N] of a quant::QuantWeight against activations quantized over K_pad columns:
+// W4 per-channel sum_k a*q (the zero is applied by the epilogue), W4 group sum_k a*s2*(q - z), W8 sum_k a*w.
+std::vector<int32_t> acc_quant_weight(const ActQuant& a, const quant::QuantWeight& w);
+
+// The integer linear: x [M, K] zero-padded to K_pad, quantize_activations, acc_quant_weight, then epilogue_f32 with
+// s_w = grid.scales[n] (s1 for groups) and z = grid.zeros[n] for W4 per-channel, 0 otherwise. bias [N] or null.
+std::vector<float> int_linear(const float* x, int M, const quant::QuantWeight& w, const float* bias);
 
 }  // namespace qoq::ref

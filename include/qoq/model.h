@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,6 +30,20 @@ class Linear {
 using LinearFactory =
     std::function<std::unique_ptr<Linear>(const std::string& name, const Tensor& weight, const Tensor& bias)>;
 std::unique_ptr<Linear> make_cpu_f32_linear(const std::string& name, const Tensor& weight, const Tensor& bias);
+
+// Builds the linear with HF prefix `prefix` (e.g. "model.layers.0.self_attn.q_proj", or "lm_head") of shape
+// [out, in], with a bias when `bias` is set: the general hook, used for quantized checkpoints whose linears are not
+// float tensors.
+using LinearBuilder =
+    std::function<std::unique_ptr<Linear>(const std::string& prefix, int64_t out, int64_t in, bool bias)>;
+
+struct ModelOptions {
+  // 16: the cache holds the float keys/values. 4 or 8: each key (after RoPE) and value entering the cache is
+  // quantized per token and KV head and the cache holds x̂, the dequantized stored value (DESIGN §3; the same
+  // numbers as dequantizing packed codes, see kernels/cpu/kv_quant.h). Attention always reads the cache, so the
+  // current tokens attend over their own x̂ too.
+  int kv_bits = 16;
+};
 
 // The keys and values of one sequence, every layer, positions [0, size()). Capacity is fixed at creation.
 class KVCache {
@@ -59,11 +74,17 @@ class Model {
 
   // Takes the tensors of `weights` (sharing their storage; FP32 copies are made for other dtypes).
   // Throws InputError naming a missing or misshaped tensor.
-  explicit Model(const ModelWeights& weights, const LinearFactory& linear_factory = make_cpu_f32_linear);
+  explicit Model(const ModelWeights& weights, const LinearFactory& linear_factory = make_cpu_f32_linear,
+                 const ModelOptions& options = {});
+  // From a config, the unquantized tensors (embeddings, norms, and any float linear weights the builder reads) and a
+  // builder for every linear (lm_head too, as "lm_head"). `source` names the origin in errors.
+  Model(const ModelConfig& config, const std::map<std::string, Tensor>& float_tensors, const LinearBuilder& build,
+        const ModelOptions& options, const std::string& source);
   ~Model();
   Model(Model&&) noexcept;
 
   const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
 
   // A cache for one sequence; context 0 means config().max_position_embeddings.
   KVCache new_cache(int context = 0) const;
@@ -80,7 +101,10 @@ class Model {
 
  private:
   struct Layer;
+  void init(const std::map<std::string, Tensor>& tensors, const LinearBuilder& build, const std::string& source);
+
   ModelConfig config_;
+  ModelOptions options_;
   Tensor embed_;       // [vocab, hidden] F32
   Tensor final_norm_;  // [hidden]
   std::unique_ptr<Linear> lm_head_;

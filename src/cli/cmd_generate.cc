@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "qoq/engine.h"
+#include "qoq/loader.h"
 #include "qoq/model.h"
 #include "qoq/tokenizer.h"
 
@@ -16,7 +17,8 @@ namespace {
 struct GenerateArgs {
   std::string model, prompt, system;
   bool have_prompt = false, chat = false;
-  int max_tokens = 256, ctx = 0;
+  int max_tokens = 256, ctx = 0, kv_bits = 0;
+  bool fake_quant = false;
   SamplingParams sampling;
 };
 
@@ -43,13 +45,15 @@ int run_generate(const GenerateArgs& a) {
   QOQ_CHECK_INPUT(a.max_tokens >= 0, "invalid --max-tokens {}: must be >= 0", a.max_tokens);
   QOQ_CHECK_INPUT(a.ctx >= 0, "invalid --ctx {}: must be > 0", a.ctx);
   const auto t0 = std::chrono::steady_clock::now();
-  LoadOptions lo;
-  const ModelWeights weights = load_model(a.model, lo);
-  const auto tok = load_tokenizer(weights.tokenizer);
-  const Model model(weights);
+  OpenOptions oo;
+  oo.kv_bits = a.kv_bits;
+  oo.exec = a.fake_quant ? OpenOptions::Exec::FakeQuant : OpenOptions::Exec::Integer;
+  const OpenedModel opened = open_model(a.model, oo);
+  const Model& model = *opened.model;
+  const auto tok = load_tokenizer(opened.tokenizer);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "loaded %s (%s, %d layers, hidden %d, vocab %d) in %.2f s\n", a.model.c_str(),
-               weights.source_format.c_str(), model.config().num_layers, model.config().hidden_size,
+               opened.description.c_str(), model.config().num_layers, model.config().hidden_size,
                model.config().vocab_size, load_s);
 
   const int ctx = a.ctx > 0 ? a.ctx : model.config().max_position_embeddings;
@@ -91,7 +95,9 @@ Register reg{
     {"generate", "Generate text from a prompt (greedy by default), streaming to stdout",
      [](CLI::App& sub) -> std::function<int()> {
        auto a = std::make_shared<GenerateArgs>();
-       sub.add_option("model", a->model, "Model: GGUF file, HF safetensors directory or llama2.c .bin")->required();
+       sub.add_option("model", a->model,
+                      "Model: GGUF file, HF safetensors directory, llama2.c .bin or QoQ checkpoint directory")
+           ->required();
        sub.add_option("--prompt,-p", a->prompt, "Prompt text (default: start from BOS alone)");
        sub.add_flag("--chat", a->chat, "Wrap the prompt in the model's chat template");
        sub.add_option("--system", a->system, "System message for --chat");
@@ -101,6 +107,9 @@ Register reg{
        sub.add_option("--top-p", a->sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
        sub.add_option("--seed", a->sampling.seed, "Sampling seed")->capture_default_str();
        sub.add_option("--ctx", a->ctx, "Context length (default: the model's max positions)");
+       sub.add_option("--kv-bits", a->kv_bits, "KV cache bits 4, 8 or 16 (default: the checkpoint's; FP models 16)");
+       sub.add_flag("--fake-quant", a->fake_quant,
+                    "Run a QoQ checkpoint's linears in float (dequantized weights) instead of the integer path");
        return [a, &sub] {
          a->have_prompt = sub.count("--prompt") > 0;
          return run_generate(*a);

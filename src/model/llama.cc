@@ -8,6 +8,7 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/embedding.h"
+#include "kernels/cpu/kv_quant.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "qoq/model.h"
@@ -23,13 +24,16 @@ namespace {
 
 Tensor f32(const Tensor& t) { return t.dtype() == DType::F32 ? t : t.to(DType::F32); }
 
-// The tensor `name` with exactly `shape`, else an InputError naming both.
-const Tensor& expect(const ModelWeights& w, const std::string& name, const Shape& shape) {
-  const Tensor& t = w.get(name);
-  QOQ_CHECK_INPUT(t.shape() == shape, "{}: tensor {} has shape {}, the config implies {}", w.source_path, name,
+// The tensor `name` with exactly `shape` and a float dtype, else an InputError naming both.
+const Tensor& expect(const std::map<std::string, Tensor>& tensors, const std::string& source, const std::string& name,
+                     const Shape& shape) {
+  auto it = tensors.find(name);
+  QOQ_CHECK_INPUT(it != tensors.end(), "{}: missing tensor {}", source, name);
+  const Tensor& t = it->second;
+  QOQ_CHECK_INPUT(t.shape() == shape, "{}: tensor {} has shape {}, the config implies {}", source, name,
                   shape_str(t.shape()), shape_str(shape));
   QOQ_CHECK_INPUT(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
-                  "{}: tensor {} has dtype {}, expected a float dtype", w.source_path, name, dtype_name(t.dtype()));
+                  "{}: tensor {} has dtype {}, expected a float dtype", source, name, dtype_name(t.dtype()));
   return t;
 }
 
@@ -39,21 +43,45 @@ void add_inplace(float* x, const float* y, int64_t n) {
 
 }  // namespace
 
-Model::Model(const ModelWeights& w, const LinearFactory& make_linear) : config_(w.config) {
+Model::Model(const ModelWeights& w, const LinearFactory& make_linear, const ModelOptions& options)
+    : config_(w.config), options_(options) {
+  const std::map<std::string, Tensor>& t = w.tensors;
+  const std::string& src = w.source_path;
+  const bool tied_embed = config_.tie_word_embeddings && !w.has("lm_head.weight");
+  init(t, [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
+    if (prefix == "lm_head" && tied_embed) return make_linear(prefix, embed_, Tensor());
+    return make_linear(prefix, expect(t, src, prefix + ".weight", {out, in}),
+                       bias ? expect(t, src, prefix + ".bias", {out}) : Tensor());
+  }, src);
+}
+
+Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, const LinearBuilder& build,
+             const ModelOptions& options, const std::string& source)
+    : config_(config), options_(options) {
+  init(tensors, build, source);
+}
+
+void Model::init(const std::map<std::string, Tensor>& t, const LinearBuilder& build, const std::string& src) {
   const ModelConfig& c = config_;
-  c.validate(w.source_path);
+  c.validate(src);
+  QOQ_CHECK_INPUT(options_.kv_bits == 4 || options_.kv_bits == 8 || options_.kv_bits == 16,
+                  "{}: kv_bits must be 4, 8 or 16, got {}", src, options_.kv_bits);
+  QOQ_CHECK_INPUT(options_.kv_bits == 16 || c.head_dim % 2 == 0, "{}: a KV4/KV8 cache needs an even head_dim, got {}",
+                  src, c.head_dim);
   const int64_t H = c.hidden_size, V = c.vocab_size, I = c.intermediate_size;
-  embed_ = f32(expect(w, "model.embed_tokens.weight", {V, H}));
-  final_norm_ = f32(expect(w, "model.norm.weight", {H}));
+  embed_ = f32(expect(t, src, "model.embed_tokens.weight", {V, H}));
+  final_norm_ = f32(expect(t, src, "model.norm.weight", {H}));
   auto linear = [&](const std::string& name, int64_t out, int64_t in, bool bias) {
-    const Tensor& wt = expect(w, name + ".weight", {out, in});
-    return make_linear(name, wt, bias ? expect(w, name + ".bias", {out}) : Tensor());
+    auto lin = build(name, out, in, bias);
+    QOQ_CHECK(lin && lin->out_features() == out && lin->in_features() == in,
+              "{}: the linear built for {} is not [{}, {}]", src, name, out, in);
+    return lin;
   };
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l);
     Layer L;
-    L.attn_norm = f32(expect(w, p + ".input_layernorm.weight", {H}));
-    L.mlp_norm = f32(expect(w, p + ".post_attention_layernorm.weight", {H}));
+    L.attn_norm = f32(expect(t, src, p + ".input_layernorm.weight", {H}));
+    L.mlp_norm = f32(expect(t, src, p + ".post_attention_layernorm.weight", {H}));
     L.q = linear(p + ".self_attn.q_proj", c.q_dim(), H, c.attention_bias);
     L.k = linear(p + ".self_attn.k_proj", c.kv_dim(), H, c.attention_bias);
     L.v = linear(p + ".self_attn.v_proj", c.kv_dim(), H, c.attention_bias);
@@ -63,10 +91,7 @@ Model::Model(const ModelWeights& w, const LinearFactory& make_linear) : config_(
     L.down = linear(p + ".mlp.down_proj", H, I, false);
     layers_.push_back(std::move(L));
   }
-  if (c.tie_word_embeddings && !w.has("lm_head.weight"))
-    lm_head_ = make_linear("lm_head", embed_, Tensor());
-  else
-    lm_head_ = linear("lm_head", V, H, false);
+  lm_head_ = linear("lm_head", V, H, false);
   inv_freq_ = cpu::rope_inv_freq(c);
 }
 
@@ -102,6 +127,11 @@ Tensor Model::forward_hidden(std::span<const int32_t> tokens, KVCache& cache) co
     L.v->forward(h.data(), T, vc);
     cpu::rope_apply(q.data(), T, c.num_heads, D, pos, inv_freq_.data());
     cpu::rope_apply(kc, T, c.num_kv_heads, D, pos, inv_freq_.data());
+    if (options_.kv_bits < 16) {
+      // The cache holds what a KV4/KV8 cache would return: this step's tokens attend over those values too.
+      ref::kv_fake_quant(kc, T * c.num_kv_heads, D, options_.kv_bits);
+      ref::kv_fake_quant(vc, T * c.num_kv_heads, D, options_.kv_bits);
+    }
     cpu::attention(q.data(), cache.keys(l), cache.values(l), attn.data(), T, pos, c.num_heads, c.num_kv_heads, D,
                    cache.row_stride(), scale);
     L.o->forward(attn.data(), T, h.data());

@@ -1,6 +1,10 @@
 #include "kernels/cpu/matmul.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/vec.h"
@@ -92,7 +96,7 @@ void matmul_rows_generic(const float* x, const float* w, const float* bias, floa
 
 }  // namespace
 
-void matmul(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
+void matmul_blocked_v1(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
   if (m <= 0 || n <= 0) return;
   // Blocks of W rows: a multiple of 8, at most 64 (fits L2 with its K), and enough blocks to balance threads.
   const int64_t threads = ThreadPool::global().num_threads();
@@ -107,6 +111,165 @@ void matmul(const float* x, const float* w, const float* bias, float* y, int64_t
         (avx2 ? matmul_rows_avx2 : matmul_rows_generic)(x, w, bias, y, m, n, k, b * block, std::min(n, e * block));
       },
       grain);
+}
+
+namespace {
+
+// ---- Packed path (AVX2+FMA). Y^T = W * X^T in BLIS terms: X^T is the packed operand (16-row panels, k-major:
+// panel[t * 16 + r] = X[i0 + r, t]), W is the broadcast operand read in place, 6 rows at a time. Packing X instead
+// of W keeps the per-call copy at M*K floats, which is what makes the path pay off already at M = 16.
+constexpr int kMR = 16;          // X rows per panel: two 8-float vectors
+constexpr int kNR = 6;           // W rows per micro-tile: 12 accumulators + 2 X vectors + 1 broadcast = 15 ymm
+constexpr int64_t kMaxKC = 640;  // K block: a 6-row W strip (6 * KC floats) stays in L1; K = 576 needs one block
+constexpr int64_t kMC = 128;     // M block per task: its packed X (MC * KC floats, <= 320 KB) stays in L2
+constexpr int64_t kNC = 96;      // N block per task (16 strips): W rows a task owns
+constexpr int64_t kMinPackedM = 8;  // below this the dot-product path (one pass over W) is faster
+
+// 64-byte aligned growable buffer; thread-local so steady-state calls allocate nothing.
+struct AlignedBuffer {
+  float* data = nullptr;
+  size_t capacity = 0;  // floats
+  ~AlignedBuffer() { std::free(data); }
+  float* get(size_t floats) {
+    if (floats > capacity) {
+      std::free(data);
+      const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+      data = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data) throw std::bad_alloc();
+      capacity = bytes / sizeof(float);
+    }
+    return data;
+  }
+};
+
+// Panels [p0, p1) of X into xp; rows past m are zero so the micro-kernel never branches on them.
+void pack_x(const float* x, float* xp, int64_t m, int64_t k, int64_t p0, int64_t p1) {
+  for (int64_t p = p0; p < p1; ++p) {
+    float* dst = xp + p * k * kMR;
+    for (int r = 0; r < kMR; ++r) {
+      const int64_t i = p * kMR + r;
+      if (i < m) {
+        const float* src = x + i * k;
+        for (int64_t t = 0; t < k; ++t) dst[t * kMR + r] = src[t];
+      } else {
+        for (int64_t t = 0; t < k; ++t) dst[t * kMR + r] = 0.0f;
+      }
+    }
+  }
+}
+
+// out[c * 16 + r] = sum_t xp[t * 16 + r] * w[c * ldw + t] for r < 8 * MV, c < NJ.
+template <int MV, int NJ>
+QOQ_TARGET_AVX2 [[gnu::always_inline]] inline void micro_kernel(const float* xp, const float* w, int64_t ldw,
+                                                                 int64_t kc, float* out) {
+  __m256 acc[NJ][MV];
+#pragma GCC unroll 6
+  for (int c = 0; c < NJ; ++c)
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) acc[c][v] = _mm256_setzero_ps();
+  const float* wr[NJ];
+#pragma GCC unroll 6
+  for (int c = 0; c < NJ; ++c) wr[c] = w + c * ldw;
+#pragma GCC unroll 4
+  for (int64_t t = 0; t < kc; ++t) {
+    __m256 xv[MV];
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) xv[v] = _mm256_load_ps(xp + t * kMR + 8 * v);
+#pragma GCC unroll 6
+    for (int c = 0; c < NJ; ++c) {
+      const __m256 b = _mm256_broadcast_ss(wr[c] + t);
+#pragma GCC unroll 2
+      for (int v = 0; v < MV; ++v) acc[c][v] = _mm256_fmadd_ps(xv[v], b, acc[c][v]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int c = 0; c < NJ; ++c)
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) _mm256_store_ps(out + c * kMR + 8 * v, acc[c][v]);
+}
+
+// Y tile (rows x nj at y, row stride ldy) from the micro-kernel's transposed output: = out (+ bias), or += out.
+QOQ_TARGET_AVX2 inline void store_tile(const float* out, float* y, int64_t ldy, int rows, int nj, const float* bias,
+                                       bool accumulate) {
+  for (int r = 0; r < rows; ++r) {
+    float* yr = y + r * ldy;
+    if (accumulate)
+      for (int c = 0; c < nj; ++c) yr[c] += out[c * kMR + r];
+    else if (bias)
+      for (int c = 0; c < nj; ++c) yr[c] = out[c * kMR + r] + bias[c];
+    else
+      for (int c = 0; c < nj; ++c) yr[c] = out[c * kMR + r];
+  }
+}
+
+template <int MV>
+QOQ_TARGET_AVX2 void micro_dispatch(int nj, const float* xp, const float* w, int64_t ldw, int64_t kc, float* out) {
+  switch (nj) {
+    case 1: return micro_kernel<MV, 1>(xp, w, ldw, kc, out);
+    case 2: return micro_kernel<MV, 2>(xp, w, ldw, kc, out);
+    case 3: return micro_kernel<MV, 3>(xp, w, ldw, kc, out);
+    case 4: return micro_kernel<MV, 4>(xp, w, ldw, kc, out);
+    case 5: return micro_kernel<MV, 5>(xp, w, ldw, kc, out);
+    default: return micro_kernel<MV, 6>(xp, w, ldw, kc, out);
+  }
+}
+
+// Y[i0:i1, j0:j1] from packed X and W rows j0..j1. i0 is a multiple of kMR.
+QOQ_TARGET_AVX2 void packed_block(const float* xp, const float* w, const float* bias, float* y, int64_t m, int64_t n,
+                                  int64_t k, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  alignas(64) float out[kNR * kMR];
+  const int64_t kblocks = (k + kMaxKC - 1) / kMaxKC, kc = (k + kblocks - 1) / kblocks;
+  for (int64_t pc = 0; pc < k; pc += kc) {
+    const int64_t kcur = std::min(kc, k - pc);
+    // W strip outer (stays in L1 across the M panels), X panels inner (stream from L2).
+    for (int64_t j = j0; j < j1; j += kNR) {
+      const int nj = int(std::min<int64_t>(kNR, j1 - j));
+      const float* wj = w + j * k + pc;
+      for (int64_t i = i0; i < i1; i += kMR) {
+        const int rows = int(std::min<int64_t>(kMR, m - i));
+        const float* xpp = xp + (i / kMR) * k * kMR + pc * kMR;
+        if (rows > 8)
+          micro_dispatch<2>(nj, xpp, wj, k, kcur, out);
+        else
+          micro_dispatch<1>(nj, xpp, wj, k, kcur, out);
+        store_tile(out, y + i * n + j, n, rows, nj, bias ? bias + j : nullptr, pc > 0);
+      }
+    }
+  }
+}
+
+void matmul_packed(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
+  thread_local AlignedBuffer x_buffer;
+  const int64_t panels = (m + kMR - 1) / kMR;
+  float* xp = x_buffer.get(size_t(panels * kMR * k));
+  if (m * k < (1 << 16))
+    pack_x(x, xp, m, k, 0, panels);
+  else
+    parallel_for(panels, [&](int64_t b, int64_t e) { pack_x(x, xp, m, k, b, e); });
+
+  const int64_t mblocks = (m + kMC - 1) / kMC, nblocks = (n + kNC - 1) / kNC, tasks = mblocks * nblocks;
+  // Tiny products are not worth waking the pool. Consecutive tasks share a W block (N major).
+  const int64_t grain = m * n * k < (1 << 18) ? tasks : 1;
+  parallel_for(
+      tasks,
+      [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          const int64_t nb = t / mblocks, mb = t % mblocks;
+          packed_block(xp, w, bias, y, m, n, k, mb * kMC, std::min(m, (mb + 1) * kMC), nb * kNC,
+                       std::min(n, (nb + 1) * kNC));
+        }
+      },
+      grain);
+}
+
+}  // namespace
+
+void matmul(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
+  if (m <= 0 || n <= 0) return;
+  if (m >= kMinPackedM && k > 0 && has_avx2_fma())
+    matmul_packed(x, w, bias, y, m, n, k);
+  else
+    matmul_blocked_v1(x, w, bias, y, m, n, k);
 }
 
 }  // namespace qoq::cpu

@@ -191,6 +191,48 @@ QOQ_TARGET_AVX2 [[gnu::always_inline]] inline void micro_kernel(const float* xp,
 // Y tile (rows x nj at y, row stride ldy) from the micro-kernel's transposed output: = out (+ bias), or += out.
 QOQ_TARGET_AVX2 inline void store_tile(const float* out, float* y, int64_t ldy, int rows, int nj, const float* bias,
                                        bool accumulate) {
+  if (rows == kMR && nj == kNR) {
+    // The common full tile: 8x8 register transposes (columns 6 and 7 zero) and 4 + 2 float stores per row,
+    // ~5x cheaper than the scalar loop below, which costed ~10% of a K = 576 tile.
+    const __m256 zero = _mm256_setzero_ps();
+    __m128 b_lo = _mm_setzero_ps(), b_hi = _mm_setzero_ps();
+    if (bias && !accumulate) {
+      b_lo = _mm_loadu_ps(bias);
+      b_hi = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(bias + 4)));
+    }
+    for (int v = 0; v < 2; ++v) {
+      const __m256 r0 = _mm256_load_ps(out + 0 * kMR + 8 * v), r1 = _mm256_load_ps(out + 1 * kMR + 8 * v);
+      const __m256 r2 = _mm256_load_ps(out + 2 * kMR + 8 * v), r3 = _mm256_load_ps(out + 3 * kMR + 8 * v);
+      const __m256 r4 = _mm256_load_ps(out + 4 * kMR + 8 * v), r5 = _mm256_load_ps(out + 5 * kMR + 8 * v);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, zero, 0x44), u5 = _mm256_shuffle_ps(t4, zero, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, zero, 0x44), u7 = _mm256_shuffle_ps(t5, zero, 0xEE);
+      // Row r of this half: columns 0-3 in the low lane of (u_r or u_{r-4}), columns 4-5 from u_{r+4}.
+      const __m256 rows8[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                               _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                               _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                               _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) {
+        float* yr = y + (8 * v + r) * ldy;
+        __m128 lo = _mm256_castps256_ps128(rows8[r]), hi = _mm256_extractf128_ps(rows8[r], 1);
+        if (accumulate) {
+          lo = _mm_add_ps(lo, _mm_loadu_ps(yr));
+          hi = _mm_add_ps(hi, _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(yr + 4))));
+        } else {
+          lo = _mm_add_ps(lo, b_lo);
+          hi = _mm_add_ps(hi, b_hi);
+        }
+        _mm_storeu_ps(yr, lo);
+        _mm_store_sd(reinterpret_cast<double*>(yr + 4), _mm_castps_pd(hi));
+      }
+    }
+    return;
+  }
   for (int r = 0; r < rows; ++r) {
     float* yr = y + r * ldy;
     if (accumulate)

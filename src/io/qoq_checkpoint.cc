@@ -21,7 +21,8 @@ namespace qoq::io {
 namespace {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+// Ordered, so that passes/calibration/timing keep the key order they were written with.
+using json = nlohmann::ordered_json;
 using ojson = nlohmann::ordered_json;
 
 // Shard past 4 GiB (DESIGN §5), so no single file approaches the 32-bit-offset limits of older tools.
@@ -183,7 +184,8 @@ const char* kMlp[] = {"gate_proj", "up_proj", "down_proj"};
 struct Expected {
   DType dtype;
   Shape shape;
-  std::string what;  // for messages: which layer/field it belongs to
+  std::string what;     // for messages: which layer/field it belongs to
+  bool is_float = true;  // a float tensor (QoqCheckpoint::float_tensors), not part of a packed linear
 };
 
 // Every tensor the checkpoint must hold, by name, from config.json and qoq.json (already checked to agree).
@@ -201,19 +203,19 @@ std::map<std::string, Expected> expected_checkpoint_tensors(const ModelConfig& c
   for (const auto& [name, l] : info.layers) {
     const int64_t N = l.out_features, Kp = l.k_padded;
     const std::string what = fmt::format("{} layer {}", kFormatNames[int(l.format)], name);
-    out[name + ".scales"] = {DType::F16, {N}, what};
+    out[name + ".scales"] = {DType::F16, {N}, what, false};
     switch (l.format) {
       case quant::WeightFormat::W4PerChannel:
-        out[name + ".qweight"] = {DType::U8, {N, Kp / 2}, what};
-        out[name + ".zeros"] = {DType::U8, {N}, what};
+        out[name + ".qweight"] = {DType::U8, {N, Kp / 2}, what, false};
+        out[name + ".zeros"] = {DType::U8, {N}, what, false};
         break;
       case quant::WeightFormat::W4Group:
-        out[name + ".qweight"] = {DType::U8, {N, Kp / 2}, what};
-        out[name + ".group_scales"] = {DType::U8, {N, Kp / l.group_size}, what};
-        out[name + ".group_zeros"] = {DType::U8, {N, Kp / l.group_size}, what};
+        out[name + ".qweight"] = {DType::U8, {N, Kp / 2}, what, false};
+        out[name + ".group_scales"] = {DType::U8, {N, Kp / l.group_size}, what, false};
+        out[name + ".group_zeros"] = {DType::U8, {N, Kp / l.group_size}, what, false};
         break;
       case quant::WeightFormat::W8PerChannel:
-        out[name + ".weight"] = {DType::I8, {N, l.in_features}, what};
+        out[name + ".weight"] = {DType::I8, {N, l.in_features}, what, false};
         break;
     }
     if (l.has_bias) out[name + ".bias"] = {DType::F16, {N}, what + " (bias true)"};
@@ -606,15 +608,16 @@ void write_qoq_checkpoint(const std::string& dir_str, const QoqCheckpoint& ckpt,
   const auto expected = expected_checkpoint_tensors(ckpt.config, info);
   for (const auto& [name, t] : ckpt.float_tensors) {
     const auto it = expected.find(name);
-    if (it == expected.end() || it->second.dtype != DType::F16)
+    if (it == expected.end() || !it->second.is_float)
       fail("writing {}: float tensor '{}' is not part of the model", dir.string(), name);
     if (t.shape() != it->second.shape || !(t.dtype() == DType::F32 || t.dtype() == DType::F16 ||
                                            t.dtype() == DType::BF16))
       fail("writing {}: float tensor '{}' is {}, expected a float {}", dir.string(), name, t.str(),
            shape_str(it->second.shape));
   }
+  auto is_scales = [](const std::string& n) { return n.size() > 7 && n.compare(n.size() - 7, 7, ".scales") == 0; };
   for (const auto& [name, e] : expected)
-    if (e.dtype == DType::F16 && !ckpt.float_tensors.count(name))
+    if (e.dtype == DType::F16 && !is_scales(name) && !ckpt.float_tensors.count(name))
       fail("writing {}: missing float tensor '{}' ({})", dir.string(), name, e.what);
 
   const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
@@ -662,12 +665,8 @@ QoqCheckpoint read_qoq_checkpoint(const std::string& dir) {
       fail_input("{}: {}", file, e.what());
     }
   }
-  for (const auto& [name, t] : o.tensors) {
-    const QoqTensorEntry& e = o.layout.tensors.at(name);
-    if (e.dtype != DType::F16) continue;
-    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".scales") == 0) continue;
-    ckpt.float_tensors[name] = t.to(DType::F32);
-  }
+  for (const auto& [name, e] : expected_checkpoint_tensors(ckpt.config, ckpt.info))
+    if (e.is_float) ckpt.float_tensors[name] = o.tensors.at(name).to(DType::F32);
   return ckpt;
 }
 

@@ -1,6 +1,7 @@
 // The CPU kernels against naive loops written here (double accumulation), with outputs poisoned beforehand.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -40,38 +41,72 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 
 }  // namespace
 
+namespace {
+
+// cpu::matmul and cpu::matmul_ref (and the v1 path) against a double-precision loop, bias null and non-null,
+// outputs poisoned with NaN beforehand so every element must be written.
+void check_matmul_shapes(const std::vector<std::array<int, 3>>& shapes, std::mt19937& rng) {
+  for (const auto& [m, n, k] : shapes) {
+    for (bool with_bias : {false, true}) {
+      const auto x = randn(size_t(m) * k, rng), w = randn(size_t(n) * k, rng), b = randn(size_t(n), rng);
+      const float* bias = with_bias ? b.data() : nullptr;
+      std::vector<float> y(size_t(m) * n, kNaN), y_ref(y.size(), kNaN), y_v1(y.size(), kNaN);
+      cpu::matmul(x.data(), w.data(), bias, y.data(), m, n, k);
+      cpu::matmul_ref(x.data(), w.data(), bias, y_ref.data(), m, n, k);
+      cpu::matmul_blocked_v1(x.data(), w.data(), bias, y_v1.data(), m, n, k);
+      std::vector<double> want(y.size()), tol(y.size());
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          double acc = with_bias ? b[j] : 0.0, mag = with_bias ? std::fabs(b[j]) : 0.0;
+          for (int t = 0; t < k; ++t) {
+            acc += double(x[size_t(i) * k + t]) * w[size_t(j) * k + t];
+            mag += std::fabs(double(x[size_t(i) * k + t]) * w[size_t(j) * k + t]);
+          }
+          want[size_t(i) * n + j] = acc;
+          tol[size_t(i) * n + j] = 2e-6 * mag * std::sqrt(double(k)) + 1e-6;
+        }
+      const std::string what =
+          "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + (with_bias ? " bias" : "");
+      expect_close(y, want, tol, "fast " + what);
+      expect_close(y_ref, want, tol, "ref " + what);
+      expect_close(y_v1, want, tol, "v1 " + what);
+    }
+  }
+}
+
+}  // namespace
+
 TEST(Matmul, FastMatchesNaiveOnShapesWithTails) {
   std::mt19937 rng(7);
-  struct Shape {
-    int m, n, k;
-  };
-  std::vector<Shape> shapes;
+  std::vector<std::array<int, 3>> shapes;
   for (int m = 1; m <= 33; ++m) shapes.push_back({m, 1 + 2 * (m % 7) + (m > 20 ? 40 : 0), 1 + 2 * ((m * 5) % 13)});
   // Larger ones spread over threads and blocks; K not a multiple of 8, N not a multiple of the tiles.
   shapes.insert(shapes.end(), {{1, 1001, 577}, {3, 259, 131}, {33, 129, 65}, {70, 67, 9}, {1, 8, 8}, {2, 4, 8}});
-  for (const auto& s : shapes) {
-    for (bool with_bias : {false, true}) {
-      const auto x = randn(size_t(s.m) * s.k, rng), w = randn(size_t(s.n) * s.k, rng), b = randn(size_t(s.n), rng);
-      std::vector<float> y(size_t(s.m) * s.n, kNaN);
-      cpu::matmul(x.data(), w.data(), with_bias ? b.data() : nullptr, y.data(), s.m, s.n, s.k);
-      std::vector<float> y_ref(y.size(), kNaN);
-      cpu::matmul_ref(x.data(), w.data(), with_bias ? b.data() : nullptr, y_ref.data(), s.m, s.n, s.k);
-      std::vector<double> want(y.size()), tol(y.size());
-      for (int i = 0; i < s.m; ++i)
-        for (int j = 0; j < s.n; ++j) {
-          double acc = with_bias ? b[j] : 0.0, mag = with_bias ? std::fabs(b[j]) : 0.0;
-          for (int t = 0; t < s.k; ++t) {
-            acc += double(x[i * s.k + t]) * w[j * s.k + t];
-            mag += std::fabs(double(x[i * s.k + t]) * w[j * s.k + t]);
-          }
-          want[i * s.n + j] = acc;
-          tol[i * s.n + j] = 2e-6 * mag * std::sqrt(double(s.k)) + 1e-6;
-        }
-      const std::string what = "m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) +
-                               (with_bias ? " bias" : "");
-      expect_close(y, want, tol, "fast " + what);
-      expect_close(y_ref, want, tol, "ref " + what);
-    }
+  check_matmul_shapes(shapes, rng);
+}
+
+// The packed path's blocks: 16-row X panels (8-row half panels), 6-row W strips, M blocks of 128, N blocks of 96,
+// K blocks of <= 640 (K = 641 and 1537 split unevenly). Each shape sits on or just past one of those edges.
+TEST(Matmul, PackedPathBlockEdges) {
+  std::mt19937 rng(11);
+  check_matmul_shapes({{8, 6, 1},      {9, 7, 1},      {16, 6, 8},     {17, 13, 3},    {15, 5, 2},
+                       {24, 12, 33},   {31, 1, 17},    {16, 96, 640},  {16, 97, 641},  {128, 96, 64},
+                       {129, 95, 65},  {130, 193, 1537}, {144, 192, 576}, {257, 7, 1281}, {40, 600, 5},
+                       {1, 577, 641},  {4, 97, 1537}},
+                      rng);
+}
+
+TEST(Matmul, EmptyKWritesBias) {
+  for (int m : {1, 20}) {
+    const std::vector<float> b = {1.5f, -2.0f, 3.0f};
+    std::vector<float> y(size_t(m) * 3, kNaN), y0(y.size(), kNaN);
+    cpu::matmul(nullptr, nullptr, b.data(), y.data(), m, 3, 0);
+    cpu::matmul(nullptr, nullptr, nullptr, y0.data(), m, 3, 0);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < 3; ++j) {
+        EXPECT_EQ(y[size_t(i) * 3 + j], b[j]);
+        EXPECT_EQ(y0[size_t(i) * 3 + j], 0.0f);
+      }
   }
 }
 

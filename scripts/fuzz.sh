@@ -9,7 +9,8 @@ BUILD="${QOQ_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 SECONDS_EACH="${1:-30}"
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(fuzz_safetensors fuzz_gguf fuzz_llama2c fuzz_hf_config fuzz_tok512 fuzz_tokenizer_json fuzz_gguf_tokenizer)
+((${#TARGETS[@]})) || TARGETS=(fuzz_safetensors fuzz_gguf fuzz_llama2c fuzz_hf_config fuzz_tok512 fuzz_tokenizer_json fuzz_gguf_tokenizer
+  fuzz_qoq_json)
 
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get install clang)" >&2; exit 1; }
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DQOQ_FUZZ=ON -DQOQ_CUDA=OFF -DQOQ_BUILD_TESTS=OFF >/dev/null

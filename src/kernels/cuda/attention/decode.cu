@@ -1,0 +1,178 @@
+// Host dispatch of decode attention (split choice, workspace carving) and the simple baseline kernel.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/attention/decode_kernel.cuh"
+#include "kernels/cuda/check.h"
+
+namespace qoq::cuda {
+namespace {
+
+using attn::kMaxGroup;
+using attn::kMaxSlots;
+
+constexpr size_t kCounterBytes = 64 * 1024;  // up to 16384 (sequence, KV head) counters
+
+void check_args(const PagedKv& c, const DecodeArgs& a) {
+  const KvCacheLayout& L = c.layout;
+  QOQ_CUDA_REQUIRE(L.bits == 4 || L.bits == 8 || L.bits == 16, "decode_attention: bits must be 4, 8 or 16");
+  QOQ_CUDA_REQUIRE(L.head_dim == 64 || L.head_dim == 128, "decode_attention: head_dim must be 64 or 128");
+  QOQ_CUDA_REQUIRE(L.n_kv_heads > 0 && a.n_heads % L.n_kv_heads == 0 && a.n_heads / L.n_kv_heads <= kMaxGroup,
+                   "decode_attention: n_heads must be a multiple of n_kv_heads, at most 8 per KV head");
+  QOQ_CUDA_REQUIRE(a.batch >= 0 && a.max_length >= 0, "decode_attention: negative batch or length");
+}
+
+}  // namespace
+
+size_t decode_workspace_bytes(int batch, int n_heads, int n_kv_heads, int head_dim) {
+  (void)batch;
+  const int G = n_heads / std::max(n_kv_heads, 1);
+  return kCounterBytes + size_t(kMaxSlots) * G * (head_dim + 2) * sizeof(float);
+}
+
+void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
+  check_args(cache, a);
+  if (a.batch == 0 || a.max_length == 0) return;
+  const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim;
+  const int pairs = a.batch * hkv;
+  // Splits: enough CTAs for ~4 per SM when the batch alone gives fewer than 2 per SM, each split >= 128 tokens.
+  int splits = a.splits;
+  if (splits <= 0) {
+    splits = pairs >= 264 ? 1 : std::min((528 + pairs - 1) / pairs, (a.max_length + 127) / 128);
+    splits = std::max(1, std::min({splits, kMaxSlots / pairs, 256}));
+  }
+  int chunk = (a.max_length + splits - 1) / splits;
+  chunk = (chunk + kKvPageTokens - 1) / kKvPageTokens * kKvPageTokens;
+  splits = (a.max_length + chunk - 1) / chunk;
+  attn::DecodeParams p{};
+  if (splits > 1) {
+    QOQ_CUDA_REQUIRE(size_t(pairs) * splits <= size_t(kMaxSlots) && splits <= 256 && size_t(pairs) * 4 <= kCounterBytes,
+                     "decode_attention: too many splits for the workspace");
+    QOQ_CUDA_REQUIRE(a.workspace && a.workspace_bytes >= decode_workspace_bytes(a.batch, a.n_heads, hkv, D),
+                     "decode_attention: workspace missing or too small");
+    char* ws = static_cast<char*>(a.workspace);
+    p.counters = reinterpret_cast<int*>(ws);
+    p.ws_m = reinterpret_cast<float*>(ws + kCounterBytes);
+    p.ws_l = p.ws_m + size_t(kMaxSlots) * G;
+    p.ws_o = p.ws_l + size_t(kMaxSlots) * G;
+  }
+  p.pool = cache.pool;
+  p.page_table = cache.page_table;
+  p.max_pages = cache.max_pages;
+  p.n_kv_heads = hkv;
+  p.group = G;
+  p.q = a.q;
+  p.lengths = a.lengths;
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.chunk = chunk;
+  p.splits = splits;
+  p.out = a.out;
+  const dim3 grid(hkv, a.batch, splits);
+  switch (cache.layout.bits) {
+    case 4: attn::launch_decode<4>(D, p, grid, stream); break;
+    case 8: attn::launch_decode<8>(D, p, grid, stream); break;
+    default: attn::launch_decode<16>(D, p, grid, stream); break;
+  }
+  QOQ_CUDA_CHECK_LAUNCH();
+}
+
+// ---- The simple baseline: CTA per (sequence, query head), warp per token, fp32 dequantization per channel.
+
+namespace {
+
+template <int D, int BITS>
+__global__ void __launch_bounds__(128) decode_simple_kernel(attn::DecodeParams p, int n_heads) {
+  constexpr int R = D * BITS / 8, C = D / 32;  // channels per lane
+  constexpr size_t kBlock = attn::Fmt<D, BITS>::kBlock;
+  const int h = blockIdx.x, b = blockIdx.y, kvh = h / p.group;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int len = p.lengths[b];
+  float q[C], o[C] = {};
+  for (int c = 0; c < C; ++c) q[c] = __half2float(__ushort_as_half(p.q[(size_t(b) * n_heads + h) * D + lane * C + c]));
+  float m = -INFINITY, l = 0.f;
+  for (int tok = warp; tok < len; tok += 4) {
+    const uint8_t* base =
+        p.pool + (size_t(p.page_table[size_t(b) * p.max_pages + tok / kKvPageTokens]) * p.n_kv_heads + kvh) * kBlock;
+    const int row = tok % kKvPageTokens;
+    float k[C], v[C];
+    for (int c = 0; c < C; ++c) {
+      const int ch = lane * C + c;
+      if constexpr (BITS == 16) {
+        k[c] = __half2float(reinterpret_cast<const __half*>(base + row * R)[ch]);
+        v[c] = __half2float(reinterpret_cast<const __half*>(base + kKvPageTokens * R + row * R)[ch]);
+      } else {
+        const __half2* prm = reinterpret_cast<const __half2*>(base + 2 * kKvPageTokens * R);
+        const float2 ksz = __half22float2(prm[row]), vsz = __half22float2(prm[kKvPageTokens + row]);
+        int kc, vc;
+        if constexpr (BITS == 4) {
+          kc = (base[row * R + ch / 2] >> (4 * (ch & 1))) & 15;
+          vc = (base[kKvPageTokens * R + row * R + ch / 2] >> (4 * (ch & 1))) & 15;
+        } else {
+          kc = base[row * R + ch];
+          vc = base[kKvPageTokens * R + row * R + ch];
+        }
+        k[c] = ksz.x * (float(kc) - ksz.y);
+        v[c] = vsz.x * (float(vc) - vsz.y);
+      }
+    }
+    float s = 0.f;
+    for (int c = 0; c < C; ++c) s += q[c] * k[c];
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    s *= p.scale_log2;
+    const float m_new = fmaxf(m, s), alpha = exp2f(m - m_new), pe = exp2f(s - m_new);
+    l = l * alpha + pe;
+    for (int c = 0; c < C; ++c) o[c] = o[c] * alpha + pe * v[c];
+    m = m_new;
+  }
+  __shared__ float sm_o[4][D], sm_m[4], sm_l[4];
+  for (int c = 0; c < C; ++c) sm_o[warp][lane * C + c] = o[c];
+  if (lane == 0) sm_m[warp] = m, sm_l[warp] = l;
+  __syncthreads();
+  if (threadIdx.x < D) {
+    float M = -INFINITY;
+    for (int w = 0; w < 4; ++w) M = fmaxf(M, sm_m[w]);
+    float L = 0.f, O = 0.f;
+    for (int w = 0; w < 4; ++w) {
+      const float f = sm_m[w] == -INFINITY ? 0.f : exp2f(sm_m[w] - M);
+      L += sm_l[w] * f;
+      O += sm_o[w][threadIdx.x] * f;
+    }
+    p.out[(size_t(b) * n_heads + h) * D + threadIdx.x] = __half_as_ushort(__float2half_rn(O / L));
+  }
+}
+
+template <int BITS>
+void launch_simple(int D, const attn::DecodeParams& p, int n_heads, dim3 grid, cudaStream_t s) {
+  if (D == 64)
+    decode_simple_kernel<64, BITS><<<grid, 128, 0, s>>>(p, n_heads);
+  else
+    decode_simple_kernel<128, BITS><<<grid, 128, 0, s>>>(p, n_heads);
+}
+
+}  // namespace
+
+void decode_attention_simple(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
+  check_args(cache, a);
+  if (a.batch == 0) return;
+  attn::DecodeParams p{};
+  p.pool = cache.pool;
+  p.page_table = cache.page_table;
+  p.max_pages = cache.max_pages;
+  p.n_kv_heads = cache.layout.n_kv_heads;
+  p.group = a.n_heads / cache.layout.n_kv_heads;
+  p.q = a.q;
+  p.lengths = a.lengths;
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.out = a.out;
+  const dim3 grid(a.n_heads, a.batch);
+  const int D = cache.layout.head_dim;
+  switch (cache.layout.bits) {
+    case 4: launch_simple<4>(D, p, a.n_heads, grid, stream); break;
+    case 8: launch_simple<8>(D, p, a.n_heads, grid, stream); break;
+    default: launch_simple<16>(D, p, a.n_heads, grid, stream); break;
+  }
+  QOQ_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace qoq::cuda

@@ -1,0 +1,6 @@
+// Decode attention instantiations for the 8-bit cache (one file per format keeps nvcc's memory and time small).
+#include "kernels/cuda/attention/decode_kernel.cuh"
+
+namespace qoq::cuda::attn {
+QOQ_INSTANTIATE_DECODE(8)
+}  // namespace qoq::cuda::attn

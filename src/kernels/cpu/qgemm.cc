@@ -391,7 +391,7 @@ void run(const Ctx& c, int64_t N4, QIsa isa) {
   const int64_t mtiles = (c.M >= 2 * kMBlock && ntiles < 4 * threads) ? (c.M + kMBlock - 1) / kMBlock : 1;
   const int64_t mstep = mtiles > 1 ? kMBlock : c.M;
   const int64_t tasks = ntiles * mtiles;
-  // Waking the pool costs about 10 us (measured on a Xeon VM and on the 2-core EPYC); give each chunk of work at
+  // Waking the pool costs ~10 us (2 threads were slower than 1 for decode GEMVs on the Xeon VM); give each chunk at
   // least ~2M multiply-adds (~15 us on one core), so decode-size products run on the calling thread.
   const int64_t task_macs = std::max<int64_t>(1, std::min(c.M, mstep) * kNTile * c.chunks * kChunk);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 21) / task_macs);

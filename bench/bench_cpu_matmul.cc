@@ -2,6 +2,7 @@
 // process, on SmolLM2-135M shapes. Prints the machine's measured FMA peak first, then GFLOP/s medians.
 // Usage: bench_cpu_matmul [max_m] [min_seconds_per_case]   (threads: QOQ_NUM_THREADS, default all cores)
 #include <immintrin.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,7 +11,6 @@
 #include <cstdlib>
 #include <random>
 #include <thread>
-#include <time.h>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -56,12 +56,13 @@ double measure_peak(int threads) {
     std::vector<std::thread> ts;
     const auto t0 = Clock::now();
     std::vector<double> cpu(threads);
-    for (int i = 0; i < threads; ++i) ts.emplace_back([&, i] {
-      const double c0 = now_s();
-      volatile float sink = fma_loop(iters);
-      (void)sink;
-      cpu[i] = now_s() - c0;
-    });
+    for (int i = 0; i < threads; ++i)
+      ts.emplace_back([&, i] {
+        const double c0 = now_s();
+        volatile float sink = fma_loop(iters);
+        (void)sink;
+        cpu[i] = now_s() - c0;
+      });
     for (auto& t : ts) t.join();
     const double s = kCpuTime ? *std::max_element(cpu.begin(), cpu.end()) : seconds_since(t0);
     best = std::max(best, double(threads) * iters * 10 * 16 / s / 1e9);
@@ -93,17 +94,19 @@ int main(int argc, char** argv) {
   const double min_s = argc > 2 ? std::atof(argv[2]) : 0.5;
   const int threads = qoq::ThreadPool::global().num_threads();
   const double peak1 = measure_peak(1), peak = measure_peak(threads);
-  std::printf("FMA peak: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads (best of 10)%s\n\n", peak1, peak,
-              threads, kCpuTime ? ", thread CPU time" : ", wall time");
+  std::printf("FMA peak: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads (best of 10)%s\n\n", peak1, peak, threads,
+              kCpuTime ? ", thread CPU time" : ", wall time");
 
   struct Shape {
     const char* name;
     int64_t n, k;
   };
-  const Shape shapes[] = {{"q/o 576x576", 576, 576},     {"k/v 192x576", 192, 576},
-                          {"gate/up 1536x576", 1536, 576}, {"down 576x1536", 576, 1536},
+  const Shape shapes[] = {{"q/o 576x576", 576, 576},
+                          {"k/v 192x576", 192, 576},
+                          {"gate/up 1536x576", 1536, 576},
+                          {"down 576x1536", 576, 1536},
                           {"lm_head 49152x576", 49152, 576}};
-  const int64_t ms[] = {1, 4, 16, 128, 512, 2048};
+  const int64_t ms[] = {1, 4, 8, 16, 128, 512, 2048};  // 8: just below where matmul switches to the packed path
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::printf("| shape (NxK) | M | v1 GFLOP/s | new GFLOP/s | new/v1 | new %% of peak | max rel diff |\n");
@@ -117,8 +120,8 @@ int main(int argc, char** argv) {
       std::vector<float> x(size_t(m * s.k)), y0(size_t(m * s.n)), y1(size_t(m * s.n));
       for (float& v : x) v = nd(rng);
       const double flops = 2.0 * m * s.n * s.k;
-      const double t_old = time_median(qoq::cpu::matmul_blocked_v1, x.data(), w.data(), b.data(), y0.data(), m, s.n,
-                                       s.k, min_s);
+      const double t_old =
+          time_median(qoq::cpu::matmul_blocked_v1, x.data(), w.data(), b.data(), y0.data(), m, s.n, s.k, min_s);
       const double t_new = time_median(qoq::cpu::matmul, x.data(), w.data(), b.data(), y1.data(), m, s.n, s.k, min_s);
       double diff = 0;
       for (size_t i = 0; i < y0.size(); ++i)

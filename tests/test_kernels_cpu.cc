@@ -85,15 +85,17 @@ TEST(Matmul, FastMatchesNaiveOnShapesWithTails) {
   check_matmul_shapes(shapes, rng);
 }
 
-// The packed path's blocks: 16-row X panels (8-row half panels), 6-row W strips, M blocks of 128, N blocks of 96,
-// K blocks of <= 640 (K = 641 and 1537 split unevenly). Each shape sits on or just past one of those edges.
+// The packed path (M >= 10) and its blocks: 16-row X panels (8-row half panels), 6-row W strips, M blocks of 128,
+// N blocks of 96, K blocks of <= 640 (K = 641 and 1537 split unevenly). Each shape sits on or just past an edge.
 TEST(Matmul, PackedPathBlockEdges) {
   std::mt19937 rng(11);
-  check_matmul_shapes({{8, 6, 1},      {9, 7, 1},      {16, 6, 8},     {17, 13, 3},    {15, 5, 2},
-                       {24, 12, 33},   {31, 1, 17},    {16, 96, 640},  {16, 97, 641},  {128, 96, 64},
-                       {129, 95, 65},  {130, 193, 1537}, {144, 192, 576}, {257, 7, 1281}, {40, 600, 5},
-                       {1, 577, 641},  {4, 97, 1537}},
-                      rng);
+  // clang-format off
+  const std::vector<std::array<int, 3>> shapes = {
+      {9, 6, 1}, {10, 7, 1}, {11, 6, 2}, {16, 6, 8}, {17, 13, 3}, {15, 5, 2}, {24, 12, 33}, {31, 1, 17},
+      {16, 96, 640}, {16, 97, 641}, {128, 96, 64}, {129, 95, 65}, {130, 193, 1537}, {144, 192, 576},
+      {257, 7, 1281}, {40, 600, 5}, {1, 577, 641}, {4, 97, 1537}};
+  // clang-format on
+  check_matmul_shapes(shapes, rng);
 }
 
 TEST(Matmul, EmptyKWritesBias) {

@@ -118,12 +118,12 @@ namespace {
 // ---- Packed path (AVX2+FMA). Y^T = W * X^T in BLIS terms: X^T is the packed operand (16-row panels, k-major:
 // panel[t * 16 + r] = X[i0 + r, t]), W is the broadcast operand read in place, 6 rows at a time. Packing X instead
 // of W keeps the per-call copy at M*K floats, which is what makes the path pay off already at M = 16.
-constexpr int kMR = 16;          // X rows per panel: two 8-float vectors
-constexpr int kNR = 6;           // W rows per micro-tile: 12 accumulators + 2 X vectors + 1 broadcast = 15 ymm
-constexpr int64_t kMaxKC = 640;  // K block: a 6-row W strip (6 * KC floats) stays in L1; K = 576 needs one block
-constexpr int64_t kMC = 128;     // M block per task: its packed X (MC * KC floats, <= 320 KB) stays in L2
-constexpr int64_t kNC = 96;      // N block per task (16 strips): W rows a task owns
-constexpr int64_t kMinPackedM = 8;  // below this the dot-product path (one pass over W) is faster
+constexpr int kMR = 16;              // X rows per panel: two 8-float vectors
+constexpr int kNR = 6;               // W rows per micro-tile: 12 accumulators + 2 X vectors + 1 broadcast = 15 ymm
+constexpr int64_t kMaxKC = 640;      // K block: a 6-row W strip (6 * KC floats) stays in L1; K = 576 needs one block
+constexpr int64_t kMC = 128;         // M block per task: its packed X (MC * KC floats, <= 320 KB) stays in L2
+constexpr int64_t kNC = 96;          // N block per task (16 strips): W rows a task owns
+constexpr int64_t kMinPackedM = 10;  // below, the dot-product path is as fast (half panels use 6 of 16 registers)
 
 // 64-byte aligned growable buffer; thread-local so steady-state calls allocate nothing.
 struct AlignedBuffer {
@@ -161,7 +161,7 @@ void pack_x(const float* x, float* xp, int64_t m, int64_t k, int64_t p0, int64_t
 // out[c * 16 + r] = sum_t xp[t * 16 + r] * w[c * ldw + t] for r < 8 * MV, c < NJ.
 template <int MV, int NJ>
 QOQ_TARGET_AVX2 [[gnu::always_inline]] inline void micro_kernel(const float* xp, const float* w, int64_t ldw,
-                                                                 int64_t kc, float* out) {
+                                                                int64_t kc, float* out) {
   __m256 acc[NJ][MV];
 #pragma GCC unroll 6
   for (int c = 0; c < NJ; ++c)
@@ -247,12 +247,18 @@ QOQ_TARGET_AVX2 inline void store_tile(const float* out, float* y, int64_t ldy, 
 template <int MV>
 QOQ_TARGET_AVX2 void micro_dispatch(int nj, const float* xp, const float* w, int64_t ldw, int64_t kc, float* out) {
   switch (nj) {
-    case 1: return micro_kernel<MV, 1>(xp, w, ldw, kc, out);
-    case 2: return micro_kernel<MV, 2>(xp, w, ldw, kc, out);
-    case 3: return micro_kernel<MV, 3>(xp, w, ldw, kc, out);
-    case 4: return micro_kernel<MV, 4>(xp, w, ldw, kc, out);
-    case 5: return micro_kernel<MV, 5>(xp, w, ldw, kc, out);
-    default: return micro_kernel<MV, 6>(xp, w, ldw, kc, out);
+    case 1:
+      return micro_kernel<MV, 1>(xp, w, ldw, kc, out);
+    case 2:
+      return micro_kernel<MV, 2>(xp, w, ldw, kc, out);
+    case 3:
+      return micro_kernel<MV, 3>(xp, w, ldw, kc, out);
+    case 4:
+      return micro_kernel<MV, 4>(xp, w, ldw, kc, out);
+    case 5:
+      return micro_kernel<MV, 5>(xp, w, ldw, kc, out);
+    default:
+      return micro_kernel<MV, 6>(xp, w, ldw, kc, out);
   }
 }
 

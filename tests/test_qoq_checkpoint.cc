@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -535,10 +537,12 @@ TEST(QoqCheckpointWrite, InconsistentCheckpointIsRejectedBeforeWriting) {
 const std::vector<std::string> kTexts = {"Once upon a time, there was a little girl.", "Hello world!  12 + 3",
                                          "The cat sat on the mat.\nA new line, and tabs\t."};
 
+void expect_same_encoding(const Tokenizer& a, const Tokenizer& b) {
+  ASSERT_EQ(a.vocab_size(), b.vocab_size());
+  for (const auto& t : kTexts) EXPECT_EQ(a.encode(t, true), b.encode(t, true)) << t;
+}
 void expect_same_encoding(const TokenizerSource& a, const TokenizerSource& b) {
-  const auto ta = load_tokenizer(a), tb = load_tokenizer(b);
-  ASSERT_EQ(ta->vocab_size(), tb->vocab_size());
-  for (const auto& t : kTexts) EXPECT_EQ(ta->encode(t, true), tb->encode(t, true)) << t;
+  expect_same_encoding(*load_tokenizer(a), *load_tokenizer(b));
 }
 
 TEST(QoqCheckpointTokenizer, Llama2cFileIsCopiedUnderItsName) {
@@ -617,13 +621,13 @@ void check_gguf_copy(const std::string& src, const std::string& chat_template) {
       EXPECT_EQ(copy.metadata().at(key).type, v.type) << key;
     }
   EXPECT_EQ(copy.metadata().size(), n + 1);
-  expect_same_encoding(ck.tokenizer, r.tokenizer);
-  const std::vector<ChatMessage> chat = {{"user", "Hi there"}};
-  EXPECT_EQ(load_tokenizer(r.tokenizer)->apply_chat_template(chat), load_tokenizer(ck.tokenizer)->apply_chat_template(chat));
-  // Loaded without the template override, the copy still carries it.
+  // Loaded without the template override (as load_tokenizer does from the metadata), the copy still carries it.
   TokenizerSource plain = r.tokenizer;
   plain.chat_template.clear();
-  EXPECT_EQ(load_tokenizer(plain)->apply_chat_template(chat), load_tokenizer(ck.tokenizer)->apply_chat_template(chat));
+  const auto from_orig = load_tokenizer(ck.tokenizer), from_copy = load_tokenizer(plain);
+  expect_same_encoding(*from_orig, *from_copy);
+  const std::vector<ChatMessage> chat = {{"user", "Hi there"}};
+  EXPECT_EQ(from_copy->apply_chat_template(chat), from_orig->apply_chat_template(chat));
 }
 
 TEST(QoqCheckpointTokenizer, SyntheticGgufBecomesTensorlessTokenizerGguf) {
@@ -711,6 +715,32 @@ TEST(Sha256, ModelDirectoryManifest) {
   EXPECT_NE(io::sha256_model_dir(tmp.path()), h);
   fs::remove(tmp.file("config.json"));
   expect_input_error([&] { io::sha256_model_dir(tmp.path()); }, {"config.json"});
+}
+
+// ---- qoq inspect ----
+
+TEST(QoqInspect, SummarizesWithoutDequantizing) {
+  const std::string qoq = std::string(QOQ_BINARY_DIR) + "/qoq";
+  if (!fs::exists(qoq)) GTEST_SKIP() << "qoq binary not built: " << qoq;
+  Written w;
+  // A code out of range does not stop inspect: it reads headers only.
+  patch_byte(w.file("model.safetensors"), "model.layers.0.self_attn.q_proj.group_scales", 0, 0);
+  std::string out;
+  {
+    std::FILE* p = popen((qoq + " inspect " + w.dir + " 2>&1").c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    ASSERT_EQ(pclose(p), 0) << out;
+  }
+  if (std::getenv("QOQ_TEST_VERBOSE")) std::printf("%s", out.c_str());
+  for (const char* want : {"format: qoq checkpoint (qoq.json version 1)", "intermediate_size        172",
+                           "weight_bits              4", "group_size               128", "smooth_attention",
+                           "source sha256            " , "w4_per_channel         4", "w4_group               9",
+                           "w8_per_channel         1", "model.layers.0.mlp.down_proj",
+                           "in_features 172 padded to 256", "fp16 equivalent"})
+    EXPECT_NE(out.find(want), std::string::npos) << "'" << want << "' not in:\n" << out;
 }
 
 }  // namespace

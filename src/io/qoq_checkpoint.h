@@ -58,6 +58,10 @@ struct QoqCheckpoint {
 // Writes `ckpt` into directory `dir` (created; an existing non-empty dir is an error unless `overwrite`).
 // The tokenizer is copied from ckpt.tokenizer: tokenizer.json (+ tokenizer_config.json beside it), tokenizer.model,
 // tok512-style .bin, or, for a GGUF source, a tensor-less tokenizer.gguf holding its tokenizer.* metadata.
+// ckpt.info.layers may be left empty: it is derived from ckpt.linears (and the biases in float_tensors); when given
+// it must agree. ckpt.info.tokenizer_kind/file are set from ckpt.tokenizer. Everything (layer set and shapes
+// against the config, float tensor set, codes in range) is checked before anything is written; on any error
+// nothing is left at `dir` (an overwritten checkpoint stays as it was) and no temp directory lingers.
 void write_qoq_checkpoint(const std::string& dir, const QoqCheckpoint& ckpt, bool overwrite = false);
 
 // True when `path` is a directory holding qoq.json.

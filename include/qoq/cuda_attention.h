@@ -81,3 +81,23 @@ void decode_attention(const PagedKv& cache, const DecodeArgs& args, AttnStream s
 void decode_attention_simple(const PagedKv& cache, const DecodeArgs& args, AttnStream stream = nullptr);
 
 }  // namespace qoq::cuda
+
+namespace qoq::cuda {
+
+// ---- Fused elementwise kernels of a W4A8 layer (src/kernels/cuda/fused/). Outputs feed gemm() (cuda_gemm.h):
+// int8 codes [M, K], fp32 scales [M], int32 row sums [M], numerics of ref::quantize_activations (DESIGN §3).
+
+// RMSNorm of the residual stream x (fp16, or bf16 when x_bf16) [M, K] + per-token int8 quantization. Per row, fp32:
+//   ss = sum_k x_k^2 (fp32, the kernel's summation order); inv = 1 / sqrt(ss / K + eps) (each op rounded once);
+//   y_k = w_k * (x_k * inv) with w fp16 [K] (null: 1), then codes / scale / sum = ref::quantize_activations(y).
+// inv_out (fp32 [M], may be null) returns inv, so a reference can rebuild y bit for bit. K % 8 == 0, K <= 16384.
+void rmsnorm_quantize(const void* x, bool x_bf16, int M, int K, const uint16_t* weight, float eps, int8_t* codes,
+                      float* scales, int32_t* sums, float* inv_out = nullptr, AttnStream stream = nullptr);
+
+// SwiGLU + quantization: gate_up fp16 [M, 2I] (gate in columns [0, I), up in [I, 2I), the fused gate_up GEMM's
+// output); y = g / (1 + exp(-g)) * u in fp32 (expf: within 2 ulp of the CPU's std::exp, so a code can differ by one
+// where y sits on a rounding boundary); then ref::quantize_activations(y). I % 8 == 0, I <= 16384.
+void silu_mul_quantize(const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales, int32_t* sums,
+                       AttnStream stream = nullptr);
+
+}  // namespace qoq::cuda

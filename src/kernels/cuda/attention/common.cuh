@@ -24,6 +24,13 @@ __device__ __forceinline__ uint32_t codes_to_half2(uint32_t x, uint32_t mask) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// Same without removing the bias: half2 of 1024 + c (exact), for operands whose bias is cheaper to remove in fp32.
+__device__ __forceinline__ uint32_t codes_to_half2_biased(uint32_t x, uint32_t mask) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(mask), "r"(0x64006400u));
+  return r;
+}
+
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
   uint32_t r;
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));

@@ -3,8 +3,8 @@
 // CTA = (sequence, KV head, split), 4 warps; each warp walks blocks of kTok tokens of the split and serves all G <= 8
 // query heads of the KV head from one read of the K/V rows, on tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate):
 //   S^T-free form, FlashAttention-2 style: S = Q K^T with the G heads on M (rows >= G are zero), tokens on N.
-//   K and V enter the MMA as their integer codes (exact in fp16), so dequantization is one LOP3 + one HSUB2 per two
-//   codes; scale and zero are applied in fp32: s = scale_k * (q.c - zero_k * sum(q)), and with P' = fp16(p * scale_v)
+//   K and V enter the MMA as their integer codes (exact in fp16), so dequantization is one LOP3 (+ one HSUB2 for V) per
+//   two codes; scale and zero are applied in fp32: s = scale_k * (q.c - zero_k * sum(q)), and with P' = fp16(p * scale_v)
 //   O = P' C_v - sum_t P'_t zero_v,t (the same rounded P' in both terms, so the split is exact up to fp32 rounding).
 // Each thread loads its K rows' bytes with one contiguous vector per token: the MMA's K (channel) order is permuted
 // to whatever order those bytes decode into, and Q is loaded in the same permuted order (a dot product does not
@@ -74,8 +74,8 @@ __device__ __forceinline__ void load_words(const uint8_t* p, uint32_t (&w)[N]) {
   }
 }
 
-// K operand of k-step s from the thread's words: b0 pairs channels kchan(s, 0, 0..1), b1 kchan(s, 1, 0..1)
-// (channels counted inside the thread's quarter of the row).
+// K operand of k-step s from the thread's words (KV4/KV8: 1024 + code): b0 pairs channels kchan(s, 0, 0..1), b1
+// kchan(s, 1, 0..1) (channels counted inside the thread's quarter of the row).
 template <int BITS>
 __device__ __forceinline__ constexpr int kchan(int s, int which, int e) {
   if constexpr (BITS == 4) return 8 * (s / 2) + 2 * (s % 2) + which + 4 * e;
@@ -87,11 +87,11 @@ template <int KW, int BITS>
 __device__ __forceinline__ void k_operand(const uint32_t (&w)[KW], int s, uint32_t& b0, uint32_t& b1) {
   if constexpr (BITS == 4) {
     const uint32_t x = w[s / 2] >> (8 * (s % 2));
-    b0 = codes_to_half2(x, 0x000F000Fu);
-    b1 = codes_to_half2(x >> 4, 0x000F000Fu);
+    b0 = codes_to_half2_biased(x, 0x000F000Fu);
+    b1 = codes_to_half2_biased(x >> 4, 0x000F000Fu);
   } else if constexpr (BITS == 8) {
-    b0 = codes_to_half2(w[s], 0x00FF00FFu);
-    b1 = codes_to_half2(w[s] >> 8, 0x00FF00FFu);
+    b0 = codes_to_half2_biased(w[s], 0x00FF00FFu);
+    b1 = codes_to_half2_biased(w[s] >> 8, 0x00FF00FFu);
   } else {
     b0 = w[2 * s];
     b1 = w[2 * s + 1];
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, BITS == 16 ? 3 : 2) decode_
         if constexpr (kQuant) {
           const uint32_t sz = e == 0 ? kp[j].x : kp[j].y;
           const float ks = __half2float(__ushort_as_half(uint16_t(sz))), kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
-          s = ks * (s - kz * qsum);
+          s = ks * (s - (1024.f + kz) * qsum);  // the K operand is 1024 + c (no HSUB2: the bias goes here, exact)
         }
         s *= p.scale_log2;
         s = tok0 + 8 * j + 2 * t + e < end ? s : -INFINITY;

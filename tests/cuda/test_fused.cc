@@ -1,0 +1,159 @@
+// Fused RMSNorm + int8 quantization and SwiGLU + int8 quantization against the CPU references.
+// RMSNorm: y = w * (x * inv) rebuilt on the CPU from the kernel's inv (fp32, the kernel's summation order; checked
+// against the double-precision value within 4 ulp), then ref::quantize_activations(y): codes, scale bits and sums
+// bit-exact. SwiGLU: y = g / (1 + exp(-g)) * u on the CPU with std::exp: the GPU's expf is within 2 ulp, so codes may
+// differ by one at rounding boundaries: at most 1e-4 of them, none by more than one; scales within 1e-6.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/qgemm_ref.h"
+#include "qoq/cuda_attention.h"
+#include "qoq/half.h"
+
+using namespace qoq;
+
+namespace {
+
+#define CKV(x)                                                                                        \
+  do {                                                                                                \
+    const cudaError_t e_ = (x);                                                                       \
+    if (e_ != cudaSuccess) throw std::runtime_error(std::string(#x) + ": " + cudaGetErrorString(e_)); \
+  } while (0)
+
+template <typename T>
+struct DevBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit DevBuf(size_t count) : n(count) { CKV(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T))); }
+  explicit DevBuf(const std::vector<T>& v) : DevBuf(v.size()) {
+    CKV(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~DevBuf() { cudaFree(p); }
+  std::vector<T> download() const {
+    std::vector<T> v(n);
+    CKV(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+  }
+  void poison() { CKV(cudaMemset(p, 0xFF, n * sizeof(T))); }
+};
+
+std::vector<float> random_row_values(int M, int K, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(size_t(M) * K);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = nd(rng) * ((i % K) % 97 == 5 ? 30.f : 1.f);
+  return x;
+}
+
+void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed) {
+  SCOPED_TRACE("rmsnorm M" + std::to_string(M) + " K" + std::to_string(K) + (bf16 ? " bf16" : " fp16"));
+  std::mt19937 rng{uint32_t(seed)};
+  std::vector<float> xf = random_row_values(M, K, rng);
+  std::vector<uint16_t> x(xf.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = bf16 ? float_to_bf16(xf[i]) : float_to_half(xf[i]);
+  if (M > 2)
+    for (int k = 0; k < K; ++k) x[size_t(1) * K + k] = 0;  // a zero row: inv = 1/sqrt(eps), codes 0, scale 1
+  std::vector<uint16_t> w(K);
+  std::uniform_real_distribution<float> u(0.5f, 1.5f);
+  for (auto& e : w) e = float_to_half(weight ? u(rng) : 1.f);
+  const float eps = 1e-5f;
+  DevBuf<uint16_t> dx(x), dw(w);
+  DevBuf<int8_t> codes(size_t(M) * K);
+  DevBuf<float> scales(M), inv(M);
+  DevBuf<int32_t> sums(M);
+  codes.poison(), scales.poison(), sums.poison(), inv.poison();
+  cuda::rmsnorm_quantize(dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
+  CKV(cudaDeviceSynchronize());
+  const auto gc = codes.download();
+  const auto gs = scales.download();
+  const auto gsum = sums.download();
+  const auto ginv = inv.download();
+  std::vector<float> y(size_t(M) * K);
+  int bad = 0;
+  for (int m = 0; m < M; ++m) {
+    double ss = 0;
+    for (int k = 0; k < K; ++k) {
+      const float v = bf16 ? bf16_to_float(x[size_t(m) * K + k]) : half_to_float(x[size_t(m) * K + k]);
+      ss += double(v) * v;
+      y[size_t(m) * K + k] = half_to_float(w[k]) * (v * ginv[m]);
+    }
+    const double want = 1.0 / std::sqrt(ss / K + eps);
+    if (!(std::fabs(ginv[m] - want) <= 4 * 1.2e-7 * want) && ++bad <= 5)
+      ADD_FAILURE() << "row " << m << " inv " << ginv[m] << " vs " << want;
+  }
+  const ref::ActQuant r = ref::quantize_activations(y.data(), M, K);
+  for (int m = 0; m < M; ++m) {
+    if ((float_to_bits(gs[m]) != float_to_bits(r.scales[m]) || gsum[m] != r.sums[m]) && ++bad <= 5)
+      ADD_FAILURE() << "row " << m << " scale " << gs[m] << " vs " << r.scales[m] << " sum " << gsum[m] << " vs "
+                    << r.sums[m];
+  }
+  for (size_t i = 0; i < gc.size(); ++i)
+    if (gc[i] != r.codes[i] && ++bad <= 5) ADD_FAILURE() << "code " << i << ": " << int(gc[i]) << " vs " << int(r.codes[i]);
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(Fused, RmsNormQuantize) {
+  for (bool bf16 : {false, true}) {
+    run_rmsnorm(1, 4096, bf16, true, 1);
+    run_rmsnorm(7, 576, bf16, true, 2);
+    run_rmsnorm(300, 4096, bf16, false, 3);
+    run_rmsnorm(33, 8192, bf16, true, 4);
+    run_rmsnorm(5, 16384, bf16, true, 5);
+    run_rmsnorm(3, 8, bf16, true, 6);
+  }
+}
+
+void run_silu(int M, int I, uint64_t seed) {
+  SCOPED_TRACE("silu M" + std::to_string(M) + " I" + std::to_string(I));
+  std::mt19937 rng{uint32_t(seed)};
+  std::vector<float> gf = random_row_values(M, 2 * I, rng);
+  std::vector<uint16_t> gu(gf.size());
+  for (size_t i = 0; i < gu.size(); ++i) gu[i] = float_to_half(gf[i] * 3.f);
+  DevBuf<uint16_t> dgu(gu);
+  DevBuf<int8_t> codes(size_t(M) * I);
+  DevBuf<float> scales(M);
+  DevBuf<int32_t> sums(M);
+  codes.poison(), scales.poison(), sums.poison();
+  cuda::silu_mul_quantize(dgu.p, M, I, codes.p, scales.p, sums.p);
+  CKV(cudaDeviceSynchronize());
+  const auto gc = codes.download();
+  const auto gs = scales.download();
+  const auto gsum = sums.download();
+  std::vector<float> y(size_t(M) * I);
+  for (int m = 0; m < M; ++m)
+    for (int i = 0; i < I; ++i) {
+      const float g = half_to_float(gu[size_t(m) * 2 * I + i]), u = half_to_float(gu[size_t(m) * 2 * I + I + i]);
+      y[size_t(m) * I + i] = g / (1.0f + std::exp(-g)) * u;
+    }
+  const ref::ActQuant r = ref::quantize_activations(y.data(), M, I);
+  size_t off_by_one = 0;
+  int bad = 0;
+  for (size_t i = 0; i < gc.size(); ++i) {
+    const int d = std::abs(int(gc[i]) - int(r.codes[i]));
+    if (d == 1) ++off_by_one;
+    if (d > 1 && ++bad <= 5) ADD_FAILURE() << "code " << i << ": " << int(gc[i]) << " vs " << int(r.codes[i]);
+  }
+  for (int m = 0; m < M; ++m) {
+    int64_t s = 0;
+    for (int i = 0; i < I; ++i) s += gc[size_t(m) * I + i];
+    if ((s != gsum[m] || !(std::fabs(gs[m] - r.scales[m]) <= 1e-6f * r.scales[m])) && ++bad <= 5)
+      ADD_FAILURE() << "row " << m << " sum " << gsum[m] << " vs own codes " << s << ", scale " << gs[m] << " vs "
+                    << r.scales[m];
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_LE(double(off_by_one), 1e-4 * double(gc.size()) + 1) << off_by_one << " codes off by one";
+  std::printf("  silu M%d I%d: %zu of %zu codes off by one\n", M, I, off_by_one, gc.size());
+}
+
+TEST(Fused, SiluMulQuantize) {
+  run_silu(1, 14336, 11);
+  run_silu(33, 1536, 12);
+  run_silu(200, 14336, 13);
+  run_silu(4, 8, 14);
+}
+
+}  // namespace

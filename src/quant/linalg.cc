@@ -91,6 +91,23 @@ void permute_cols(Tensor& w, std::span<const int32_t> perm) {
   }
 }
 
+namespace {
+// Four partial sums so the compiler can keep several FMAs in flight (a single double accumulator is latency-bound
+// and GCC will not reassociate it without -ffast-math).
+inline double dot4(const double* a, const double* b, int64_t n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t t = 0;
+  for (; t + 4 <= n; t += 4) {
+    s0 += a[t] * b[t];
+    s1 += a[t + 1] * b[t + 1];
+    s2 += a[t + 2] * b[t + 2];
+    s3 += a[t + 3] * b[t + 3];
+  }
+  for (; t < n; ++t) s0 += a[t] * b[t];
+  return (s0 + s1) + (s2 + s3);
+}
+}  // namespace
+
 bool cholesky_lower(std::vector<double>& a, int64_t n) {
   QOQ_CHECK(int64_t(a.size()) == n * n, "cholesky: {} values for n={}", a.size(), n);
   // Row-oriented (L[i][j] = (A[i][j] - <L_i, L_j>) / L[j][j]): every inner product runs over two contiguous row
@@ -99,8 +116,7 @@ bool cholesky_lower(std::vector<double>& a, int64_t n) {
     double* li = a.data() + i * n;
     for (int64_t j = 0; j <= i; ++j) {
       const double* lj = a.data() + j * n;
-      double s = li[j];
-      for (int64_t t = 0; t < j; ++t) s -= li[t] * lj[t];
+      const double s = li[j] - dot4(li, lj, j);
       if (j < i) {
         li[j] = s / lj[j];
       } else {
@@ -127,9 +143,7 @@ void invert_lower(std::vector<double>& l, int64_t n) {
           col[j] = 1.0 / l[j * n + j];
           for (int64_t i = j + 1; i < n; ++i) {
             const double* li = l.data() + i * n;
-            double s = 0;
-            for (int64_t t = j; t < i; ++t) s += li[t] * col[t];
-            col[i] = -s / li[i];
+            col[i] = -dot4(li + j, col.data() + j, i - j) / li[i];
           }
           for (int64_t i = j; i < n; ++i) x[i * n + j] = col[i];
         }

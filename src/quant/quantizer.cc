@@ -16,7 +16,7 @@
 #include "kernels/cpu/kv_quant.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/norm.h"
-#include "kernels/cpu/qgemm_ref.h"
+#include "kernels/cpu/qgemm.h"
 #include "kernels/cpu/rope.h"
 #include "qoq/error.h"
 #include "quant/gptq.h"
@@ -87,19 +87,22 @@ class Timer {
 
 Tensor f32_copy(const Tensor& t) { return t.to(DType::F32); }
 
-// x̂ = s_a * a per token, with a and s_a from the reference activation quantizer: the float image of the integer
-// path's activations. In place, over the thread pool in chunks of tokens.
+// x̂ = s_a * a per token, with a and s_a from the activation quantizer of the integer path (bit-exact with the
+// reference): the float image of the integer path's activations. In place, over the thread pool in chunks of tokens.
 void act_fake_quant(float* x, int64_t m, int64_t k) {
   parallel_for(
       m,
       [&](int64_t b, int64_t e) {
+        std::vector<int8_t> codes(static_cast<size_t>(k));
+        float scale;
+        int32_t sum;
         for (int64_t r = b; r < e; ++r) {
-          const ref::ActQuant a = ref::quantize_activations(x + r * k, 1, int(k));
           float* row = x + r * k;
-          for (int64_t i = 0; i < k; ++i) row[i] = a.scales[0] * float(a.codes[size_t(i)]);
+          cpu::quantize_activations(row, 1, k, k, codes.data(), &scale, &sum);
+          for (int64_t i = 0; i < k; ++i) row[i] = scale * float(codes[size_t(i)]);
         }
       },
-      16);
+      64);
 }
 
 // y = fq(x) Ŵᵀ + b, where Ŵ is the dequantized weight [N, K] (x is copied, not modified).
@@ -168,7 +171,12 @@ class Quantizer {
   void attention_half(int l, std::vector<float>& x);
   void mlp_half(int l, std::vector<float>& x);
   // Grid + codes for w (its calibration Hessian h), per the options; records the layer in the checkpoint.
-  const QuantWeight& quantize_linear(const std::string& prefix, const Tensor& w, const Hessian& h, bool has_bias);
+  // h may be null when no pass needs calibration (plain round-to-nearest).
+  const QuantWeight& quantize_linear(const std::string& prefix, const Tensor& w, const Hessian* h, bool has_bias);
+  bool needs_calibration() const {
+    return o_.gptq || (o_.clip_search && o_.weight_bits == 4 && !grouped_) || o_.smooth_attention ||
+           o_.smooth_linear || (grouped_ && o_.reorder);
+  }
   // A quick RTN quantization of w (the α search's stand-in for the final grid).
   QuantWeight rtn(const float* w, int64_t n, int64_t k) const;
   WeightGrid grid_for(const float* w, int64_t n, int64_t k, const Hessian* h) const;
@@ -257,18 +265,18 @@ QuantWeight Quantizer::rtn(const float* w, int64_t n, int64_t k) const {
   return round_to_grid(grid_for(w, n, k, nullptr), w);
 }
 
-const QuantWeight& Quantizer::quantize_linear(const std::string& prefix, const Tensor& w, const Hessian& h,
+const QuantWeight& Quantizer::quantize_linear(const std::string& prefix, const Tensor& w, const Hessian* h,
                                               bool has_bias) {
   const int64_t n = w.dim(0), k = w.dim(1);
   const float* wp = w.data<float>();
   WeightGrid grid = timer_.run(o_.clip_search && !grouped_ && o_.weight_bits == 4 ? "clip search" : "grid",
-                               [&] { return grid_for(wp, n, k, &h); });
-  QuantWeight q = o_.gptq ? timer_.run("gptq", [&] {
+                               [&] { return grid_for(wp, n, k, h); });
+  QuantWeight q = o_.gptq && h ? timer_.run("gptq", [&] {
     GptqOptions g;
     g.act_order = o_.act_order;
     g.damp = o_.gptq_damp;
     g.block = o_.gptq_block;
-    return gptq_quantize(wp, grid, h, g);
+    return gptq_quantize(wp, grid, *h, g);
   })
                           : round_to_grid(grid, wp);
   io::QuantLayerInfo info;
@@ -375,9 +383,9 @@ void Quantizer::attention_half(int l, std::vector<float>& x) {
   }
 
   // Quantize q/k/v, then recompute the attention through them (and the KV cache quantization) for o_proj.
-  const QuantWeight& qq = quantize_linear(p + "q_proj", L.q, h_qkv, L.bq.defined());
-  const QuantWeight& qk = quantize_linear(p + "k_proj", L.k, h_qkv, L.bk.defined());
-  const QuantWeight& qv = quantize_linear(p + "v_proj", L.v, h_qkv, L.bv.defined());
+  const QuantWeight& qq = quantize_linear(p + "q_proj", L.q, &h_qkv, L.bq.defined());
+  const QuantWeight& qk = quantize_linear(p + "k_proj", L.k, &h_qkv, L.bk.defined());
+  const QuantWeight& qv = quantize_linear(p + "v_proj", L.v, &h_qkv, L.bv.defined());
   Hessian h_o(Q);
   timer_.run("calibration forward", [&] {
     auto bias = [](const Tensor& b) { return b.defined() ? b.data<float>() : nullptr; };
@@ -393,7 +401,7 @@ void Quantizer::attention_half(int l, std::vector<float>& x) {
     attention(q.data(), k.data(), v.data(), o_in.data());
   });
   timer_.run("hessians", [&] { h_o.add(o_in.data(), M); });
-  const QuantWeight& qo = quantize_linear(p + "o_proj", L.o, h_o, false);
+  const QuantWeight& qo = quantize_linear(p + "o_proj", L.o, &h_o, false);
   timer_.run("calibration forward", [&] {
     fq_linear(o_in.data(), M, Q, qo.dequantize(), H, nullptr, h.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += h[i];
@@ -448,8 +456,8 @@ void Quantizer::mlp_half(int l, std::vector<float>& x) {
         apply_smooth_linear(L.up, nullptr, L.down, smooth_linear_scales(ranges, wmax, alpha, 1.0f - alpha));
       });
   }
-  const QuantWeight& qg = quantize_linear(p + "gate_proj", L.gate, h_gu, false);
-  const QuantWeight& qu = quantize_linear(p + "up_proj", L.up, h_gu, false);
+  const QuantWeight& qg = quantize_linear(p + "gate_proj", L.gate, &h_gu, false);
+  const QuantWeight& qu = quantize_linear(p + "up_proj", L.up, &h_gu, false);
   Hessian h_d(I);
   timer_.run("calibration forward", [&] {
     fq_linear(h.data(), M, H, qg.dequantize(), I, nullptr, g.data());
@@ -457,7 +465,7 @@ void Quantizer::mlp_half(int l, std::vector<float>& x) {
     cpu::silu_mul(g.data(), u.data(), g.data(), M * I);
   });
   timer_.run("hessians", [&] { h_d.add(g.data(), M); });
-  const QuantWeight& qd = quantize_linear(p + "down_proj", L.down, h_d, false);
+  const QuantWeight& qd = quantize_linear(p + "down_proj", L.down, &h_d, false);
   timer_.run("calibration forward", [&] {
     fq_linear(g.data(), M, I, qd.dequantize(), H, nullptr, h.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += h[i];
@@ -471,17 +479,30 @@ io::QoqCheckpoint Quantizer::run(std::span<const int32_t> calib, int64_t windows
   inv_freq_ = cpu::rope_inv_freq(c_);
   timer_.run("load", [&] { load_weights(); });
   global_passes();
-  std::vector<float> x(size_t(M_ * c_.hidden_size));
-  cpu::embedding(embed_.data<float>(), c_.vocab_size, c_.hidden_size, calib.data(), M_, x.data());
-  {
-    Progress bar("quantize", c_.num_layers, o_.progress);
+  Progress bar("quantize", c_.num_layers, o_.progress);
+  if (needs_calibration()) {
+    std::vector<float> x(size_t(M_ * c_.hidden_size));
+    cpu::embedding(embed_.data<float>(), c_.vocab_size, c_.hidden_size, calib.data(), M_, x.data());
     for (int l = 0; l < c_.num_layers; ++l) {
       attention_half(l, x);
       mlp_half(l, x);
       bar.advance(1, fmt::format("layer {}", l));
     }
-    bar.finish();
+  } else {  // round-to-nearest on min/max grids: nothing to calibrate
+    for (int l = 0; l < c_.num_layers; ++l) {
+      LayerW& L = layers_[size_t(l)];
+      const std::string p = "model.layers." + std::to_string(l);
+      quantize_linear(p + ".self_attn.q_proj", L.q, nullptr, L.bq.defined());
+      quantize_linear(p + ".self_attn.k_proj", L.k, nullptr, L.bk.defined());
+      quantize_linear(p + ".self_attn.v_proj", L.v, nullptr, L.bv.defined());
+      quantize_linear(p + ".self_attn.o_proj", L.o, nullptr, false);
+      quantize_linear(p + ".mlp.gate_proj", L.gate, nullptr, false);
+      quantize_linear(p + ".mlp.up_proj", L.up, nullptr, false);
+      quantize_linear(p + ".mlp.down_proj", L.down, nullptr, false);
+      bar.advance(1, fmt::format("layer {}", l));
+    }
   }
+  bar.finish();
   // Unquantized tensors. The head is always written untied: fusion and rotation make it differ from the embedding.
   ck_.config = c_;
   ck_.config.tie_word_embeddings = false;

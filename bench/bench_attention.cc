@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
       // Split sweep where splitting matters.
       if (B <= 16 && L >= 16384) {
         std::printf("      splits sweep KV4 B=%d L=%d:", B, L);
-        for (int sp : {4, 8, 16, 32, 64, 128}) {
+        for (int sp : {4, 8, 16, 24, 32, 48, 64}) {
           if (B * kHkv * sp > 2048) continue;
           std::printf(" %d:%.1f", sp, time_graph(run(kv4, s4, false, sp), calls4, iters));
         }

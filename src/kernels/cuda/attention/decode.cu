@@ -36,11 +36,11 @@ void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stre
   if (a.batch == 0 || a.max_length == 0) return;
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim;
   const int pairs = a.batch * hkv;
-  // Splits: ~2 CTAs per SM (the KV4 kernel's occupancy) when the batch alone gives fewer, each split >= 256 tokens.
+  // Splits: ~3 CTAs per SM (the KV4 kernel's occupancy) when the batch alone gives fewer, each split >= 256 tokens.
   // (Device sweep, B=1: 16-32 splits best at L=16K-32K; 64 cost 1.5x, the extra partials and a thinner split.)
   int splits = a.splits;
   if (splits <= 0) {
-    splits = pairs >= 264 ? 1 : std::min((264 + pairs - 1) / pairs, (a.max_length + 255) / 256);
+    splits = pairs >= 396 ? 1 : std::min((396 + pairs - 1) / pairs, (a.max_length + 255) / 256);
     splits = std::max(1, std::min({splits, kMaxSlots / pairs, 256}));
   }
   int chunk = (a.max_length + splits - 1) / splits;

@@ -114,6 +114,83 @@ __device__ __forceinline__ uint32_t v_operand(const uint32_t (&wa)[VW], const ui
   }
 }
 
+// Shared memory of the warp combine: each warp's unnormalized O [head][D], its max m and sum l per head.
+template <int D>
+struct CombineSmem {
+  float o[kDecodeWarps][kMaxGroup][D];
+  float m[kDecodeWarps][kMaxGroup], l[kDecodeWarps][kMaxGroup];
+  int last;
+};
+
+// After every warp wrote its state to `sm`: combines the warps, then writes the output (one split) or this split's
+// partial; the last CTA of the (sequence, KV head) then combines all partials.
+template <int D>
+__device__ void combine_store(const DecodeParams& p, CombineSmem<D>& sm, int b, int kvh, int split, int n_active) {
+  auto& sm_o = sm.o;
+  auto& sm_m = sm.m;
+  auto& sm_l = sm.l;
+  int& sm_last = sm.last;
+  const int G = p.group;
+  __syncthreads();
+  const size_t pair = size_t(b) * gridDim.x + kvh;
+  uint16_t* out = p.out + (size_t(b) * gridDim.x * G + kvh * G) * D;
+  const bool single = n_active == 1;
+  const size_t slot = pair * p.splits + split;
+  for (int i = threadIdx.x; i < G * D; i += kDecodeWarps * 32) {
+    const int h = i / D, d = i % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm_m[w][h]);
+    float L = 0.f, O = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float f = sm_m[w][h] == -INFINITY ? 0.f : exp2f(sm_m[w][h] - M);
+      L += sm_l[w][h] * f;
+      O += sm_o[w][h][d] * f;
+    }
+    if (single) {
+      out[i] = __half_as_ushort(__float2half_rn(O / L));
+    } else {
+      p.ws_o[slot * G * D + i] = O;
+      if (d == 0) p.ws_m[slot * G + h] = M, p.ws_l[slot * G + h] = L;
+    }
+  }
+  if (single) return;
+  // Split-K: the last CTA of this (sequence, KV head) combines the partials.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) sm_last = atomicAdd(p.counters + pair, 1) == n_active - 1;
+  __syncthreads();
+  if (!sm_last) return;
+  __threadfence();
+  // Weights of every partial first (shared), then each thread sums its (head, channel) over the partials with
+  // independent loads: a serial chain of L2 loads per split cost ~1 us per 2 splits in v1.
+  const size_t slot0 = pair * p.splits;
+  float* wgt = &sm_o[0][0][0];  // [split][head], reuses the warp buffer (n_active * G <= 4 * 8 * D floats)
+  for (int i = threadIdx.x; i < n_active * G; i += kDecodeWarps * 32) wgt[i] = __ldcg(p.ws_m + slot0 * G + i);
+  __syncthreads();
+  if (threadIdx.x < G) {
+    const int h = threadIdx.x;
+    float M = -INFINITY, L = 0.f;
+    for (int s = 0; s < n_active; ++s) M = fmaxf(M, wgt[s * G + h]);
+    for (int s = 0; s < n_active; ++s) {
+      const float f = exp2f(wgt[s * G + h] - M);
+      wgt[s * G + h] = f;
+      L += __ldcg(p.ws_l + (slot0 + s) * G + h) * f;
+    }
+    sm_l[0][h] = 1.f / L;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * D; i += kDecodeWarps * 32) {
+    const int h = i / D;
+    float O = 0.f;
+#pragma unroll 8
+    for (int s = 0; s < n_active; ++s) O += __ldcg(p.ws_o + (slot0 + s) * G * D + i) * wgt[s * G + h];
+    out[i] = __half_as_ushort(__float2half_rn(O * sm_l[0][h]));
+  }
+  if (threadIdx.x == 0) p.counters[pair] = 0;
+}
+
 template <int D, int BITS>
 __global__ void __launch_bounds__(kDecodeWarps * 32, BITS == 16 ? 3 : 2) decode_kernel(const DecodeParams p) {
   using F = Fmt<D, BITS>;
@@ -300,73 +377,218 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, BITS == 16 ? 3 : 2) decode_
   z = quad_sum(z);
 
   // Combine the warps: shared [warp][head][D] plus m and l per (warp, head).
-  __shared__ float sm_o[kDecodeWarps][kMaxGroup][D];
-  __shared__ float sm_m[kDecodeWarps][kMaxGroup], sm_l[kDecodeWarps][kMaxGroup];
-  __shared__ int sm_last;
+  __shared__ CombineSmem<D> sm;
+  auto& sm_o = sm.o;
+  auto& sm_m = sm.m;
+  auto& sm_l = sm.l;
   if (t == 0) sm_m[warp][g] = m, sm_l[warp][g] = l;
 #pragma unroll
   for (int j = 0; j < F::kOTiles; ++j) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) sm_o[warp][g][(2 * t + e) * (D / 8) + j] = o[j][e] - z;
   }
-  __syncthreads();
-  const size_t pair = size_t(b) * gridDim.x + kvh;
-  uint16_t* out = p.out + (size_t(b) * gridDim.x * G + kvh * G) * D;
-  const bool single = n_active == 1;
-  const size_t slot = pair * p.splits + split;
-  for (int i = threadIdx.x; i < G * D; i += kDecodeWarps * 32) {
-    const int h = i / D, d = i % D;
-    float M = -INFINITY;
+  combine_store<D>(p, sm, b, kvh, split, n_active);
+}
+
+// v2 for KV4/KV8: tokens on the MMA's M side. S^T = K Q^T (M = 16 tokens, N = 8 heads) and O^T = V^T P'^T
+// (M = 16 channels, N = 8 heads): half the MMAs of the heads-on-M form (whose M = 16 rows held only G <= 8 heads) and
+// half the accumulators. P'^T reaches the B operand through movmatrix.trans (one per 8x8 tile). Loads and
+// dequantization are the same as decode_kernel's.
+__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t a) {
+  uint32_t d;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(d) : "r"(a));
+  return d;
+}
+
+template <int D, int BITS>
+__global__ void __launch_bounds__(kDecodeWarps * 32, 3) decode_kernel_tm(const DecodeParams p) {
+  using F = Fmt<D, BITS>;
+  constexpr int R = F::kRow;
+  constexpr int kRows = F::kTok / 8;  // K rows per thread: tokens 8r + g
+  constexpr int kMT = F::kTok / 16;   // S m-tiles = P.V k-steps
+  constexpr int kVM = D / 16;         // P.V m-tiles (channels)
+  static_assert(BITS != 16, "fp16 runs decode_kernel");
+  const int kvh = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
+  const int len = p.lengths[b];
+  const int start = split * p.chunk;
+  if (start >= len) return;
+  const int end = min(len, start + p.chunk);
+  const int n_active = (len + p.chunk - 1) / p.chunk;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int G = p.group;
+
+  // Q^T fragments of head g (zero for g >= G) in the permuted channel order; sum(q) of heads 2t and 2t+1.
+  uint32_t qb[F::kKSteps][2];
+  float qs[2];
+  {
+    __half qv[D / 4];
+    if (g < G) {
+      const uint4* src =
+          reinterpret_cast<const uint4*>(p.q + (size_t(b) * gridDim.x * G + kvh * G + g) * D + t * (D / 4));
 #pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm_m[w][h]);
-    float L = 0.f, O = 0.f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      const float f = sm_m[w][h] == -INFINITY ? 0.f : exp2f(sm_m[w][h] - M);
-      L += sm_l[w][h] * f;
-      O += sm_o[w][h][d] * f;
-    }
-    if (single) {
-      out[i] = __half_as_ushort(__float2half_rn(O / L));
+      for (int i = 0; i < D / 32; ++i) *reinterpret_cast<uint4*>(&qv[8 * i]) = src[i];
     } else {
-      p.ws_o[slot * G * D + i] = O;
-      if (d == 0) p.ws_m[slot * G + h] = M, p.ws_l[slot * G + h] = L;
+#pragma unroll
+      for (int i = 0; i < D / 4; ++i) qv[i] = __ushort_as_half(0);
+    }
+    float qsum = 0.f;
+#pragma unroll
+    for (int i = 0; i < D / 4; ++i) qsum += __half2float(qv[i]);
+    qsum = quad_sum(qsum);
+    qs[0] = __shfl_sync(0xffffffffu, qsum, 8 * t);
+    qs[1] = __shfl_sync(0xffffffffu, qsum, 8 * t + 4);
+#pragma unroll
+    for (int s = 0; s < F::kKSteps; ++s) {
+#pragma unroll
+      for (int w = 0; w < 2; ++w) {
+        const __half2 h = __halves2half2(qv[kchan<BITS>(s, w, 0)], qv[kchan<BITS>(s, w, 1)]);
+        qb[s][w] = *reinterpret_cast<const uint32_t*>(&h);
+      }
     }
   }
-  if (single) return;
-  // Split-K: the last CTA of this (sequence, KV head) combines the partials.
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) sm_last = atomicAdd(p.counters + pair, 1) == n_active - 1;
-  __syncthreads();
-  if (!sm_last) return;
-  __threadfence();
-  // Weights of every partial first (shared), then each thread sums its (head, channel) over the partials with
-  // independent loads: a serial chain of L2 loads per split cost ~1 us per 2 splits in v1.
-  const size_t slot0 = pair * p.splits;
-  float* wgt = &sm_o[0][0][0];  // [split][head], reuses the warp buffer (n_active * G <= 4 * 8 * D floats)
-  for (int i = threadIdx.x; i < n_active * G; i += kDecodeWarps * 32) wgt[i] = __ldcg(p.ws_m + slot0 * G + i);
-  __syncthreads();
-  if (threadIdx.x < G) {
-    const int h = threadIdx.x;
-    float M = -INFINITY, L = 0.f;
-    for (int s = 0; s < n_active; ++s) M = fmaxf(M, wgt[s * G + h]);
-    for (int s = 0; s < n_active; ++s) {
-      const float f = exp2f(wgt[s * G + h] - M);
-      wgt[s * G + h] = f;
-      L += __ldcg(p.ws_l + (slot0 + s) * G + h) * f;
+
+  float o[kVM][4];
+#pragma unroll
+  for (int j = 0; j < kVM; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, z[2] = {0.f, 0.f};
+
+  const int32_t* pt = p.page_table + size_t(b) * p.max_pages;
+  const int nblk = (end - start + F::kTok - 1) / F::kTok;
+  struct Blk {
+    uint32_t kw[kRows][F::kKWords];
+    uint32_t vw[kMT][4][F::kVWords];
+    uint32_t kp[kRows], vp[kRows];
+  };
+  auto load = [&](Blk& d, int blk) {
+    const int tok0 = start + blk * F::kTok;
+    const int off = tok0 % kKvPageTokens;
+    const uint8_t* blkp = p.pool + (size_t(pt[tok0 / kKvPageTokens]) * p.n_kv_heads + kvh) * F::kBlock;
+    const uint8_t* base = blkp + off * R;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) load_words(base + (8 * r + g) * R + t * (R / 4), d.kw[r]);
+#pragma unroll
+    for (int s = 0; s < kMT; ++s) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int row = 16 * s + 2 * t + (r & 1) + 8 * (r >> 1);
+        load_words(base + kKvPageTokens * R + row * R + g * (R / 8), d.vw[s][r]);
+      }
     }
-    sm_l[0][h] = 1.f / L;
+    const unsigned int* params = reinterpret_cast<const unsigned int*>(blkp + 2 * kKvPageTokens * R) + off;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      d.kp[r] = __ldcs(params + 8 * r + g);
+      d.vp[r] = __ldcs(params + kKvPageTokens + 8 * r + g);
+    }
+  };
+  Blk cur, nxt;
+  if (warp < nblk) load(cur, warp);
+  for (int blk = warp; blk < nblk; blk += kDecodeWarps) {
+    const int tok0 = start + blk * F::kTok;
+    if (blk + kDecodeWarps < nblk) load(nxt, blk + kDecodeWarps);
+    // S^T: rows = tokens 16i + g (c0, c1) and 16i + 8 + g (c2, c3), columns = heads 2t, 2t+1.
+    float sc[kMT][4];
+#pragma unroll
+    for (int i = 0; i < kMT; ++i) {
+      sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.f;
+#pragma unroll
+      for (int s = 0; s < F::kKSteps; ++s) {
+        uint32_t a0, a1, a2, a3;
+        k_operand<F::kKWords, BITS>(cur.kw[2 * i], s, a0, a2);
+        k_operand<F::kKWords, BITS>(cur.kw[2 * i + 1], s, a1, a3);
+        mma_16816(sc[i], a0, a1, a2, a3, qb[s][0], qb[s][1]);
+      }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = 2 * i + (e >> 1), h = e & 1;
+        const uint32_t sz = cur.kp[r];
+        const float ks = __half2float(__ushort_as_half(uint16_t(sz)));
+        const float kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
+        float s = ks * (sc[i][e] - (1024.f + kz) * qs[h]) * p.scale_log2;  // K operand = 1024 + c
+        s = tok0 + 8 * r + g < end ? s : -INFINITY;
+        sc[i][e] = s;
+        mx[h] = fmaxf(mx[h], s);
+      }
+    }
+    float alpha[2], m_use[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 4));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 8));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 16));
+      const float m_new = fmaxf(m[h], mx[h]);
+      m_use[h] = m_new == -INFINITY ? 0.f : m_new;
+      alpha[h] = exp2f(m[h] - m_use[h]);
+      m[h] = m_new;
+      l[h] *= alpha[h];
+      z[h] *= alpha[h];
+    }
+#pragma unroll
+    for (int j = 0; j < kVM; ++j) o[j][0] *= alpha[0], o[j][1] *= alpha[1], o[j][2] *= alpha[0], o[j][3] *= alpha[1];
+    // P' = fp16(p * scale_v) as [token row][heads 2t, 2t+1] pairs; z accumulates P' * zero_v with the rounded P'.
+    uint32_t ph[kMT][2];
+#pragma unroll
+    for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = 2 * i + half;
+        const bool live = tok0 + 8 * r + g < end;
+        const uint32_t sz = cur.vp[r];
+        // Past `end` the params may be inf / NaN: keep them out of P' and z.
+        const float vs = live ? __half2float(__ushort_as_half(uint16_t(sz))) : 0.f;
+        const float vz = live ? __half2float(__ushort_as_half(uint16_t(sz >> 16))) : 0.f;
+        float pv[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float pe = exp2f(sc[i][2 * half + h] - m_use[h]);
+          l[h] += pe;
+          pv[h] = pe * vs;
+        }
+        ph[i][half] = pack_half2(pv[0], pv[1]);
+        const __half2 hh = *reinterpret_cast<const __half2*>(&ph[i][half]);
+        z[0] += __low2float(hh) * vz;
+        z[1] += __high2float(hh) * vz;
+      }
+    }
+    // O^T += V^T P'^T: A = V^T (rows: channels j = 2mi, 2mi+1 of the thread's eighth), B = P'^T by movmatrix.
+#pragma unroll
+    for (int s = 0; s < kMT; ++s) {
+      const uint32_t b0 = movmatrix_trans(ph[s][0]), b1 = movmatrix_trans(ph[s][1]);
+#pragma unroll
+      for (int mi = 0; mi < kVM; ++mi) {
+        const uint32_t a0 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi);
+        const uint32_t a1 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi + 1);
+        const uint32_t a2 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi);
+        const uint32_t a3 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi + 1);
+        mma_16816(o[mi], a0, a1, a2, a3, b0, b1);
+      }
+    }
+    cur = nxt;
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < G * D; i += kDecodeWarps * 32) {
-    const int h = i / D;
-    float O = 0.f;
-#pragma unroll 8
-    for (int s = 0; s < n_active; ++s) O += __ldcg(p.ws_o + (slot0 + s) * G * D + i) * wgt[s * G + h];
-    out[i] = __half_as_ushort(__float2half_rn(O * sm_l[0][h]));
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int x = 4; x < 32; x <<= 1) {
+      l[h] += __shfl_xor_sync(0xffffffffu, l[h], x);
+      z[h] += __shfl_xor_sync(0xffffffffu, z[h], x);
+    }
   }
-  if (threadIdx.x == 0) p.counters[pair] = 0;
+  __shared__ CombineSmem<D> sm;
+  if (g == 0) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) sm.m[warp][2 * t + h] = m[h], sm.l[warp][2 * t + h] = l[h];
+  }
+#pragma unroll
+  for (int mi = 0; mi < kVM; ++mi) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = o[mi][e] - z[e & 1];
+  }
+  combine_store<D>(p, sm, b, kvh, split, n_active);
 }
 
 // Host side: instantiated per BITS in decode_kv{4,8,16}.cu.
@@ -376,10 +598,17 @@ void launch_decode(int head_dim, const DecodeParams& p, dim3 grid, cudaStream_t 
 #define QOQ_INSTANTIATE_DECODE(BITS)                                                             \
   template <>                                                                                    \
   void launch_decode<BITS>(int head_dim, const DecodeParams& p, dim3 grid, cudaStream_t stream) { \
-    if (head_dim == 64)                                                                          \
-      decode_kernel<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                        \
-    else                                                                                         \
-      decode_kernel<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                       \
+    if constexpr (BITS == 16) {                                                                  \
+      if (head_dim == 64)                                                                        \
+        decode_kernel<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                      \
+      else                                                                                       \
+        decode_kernel<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                     \
+    } else {                                                                                     \
+      if (head_dim == 64)                                                                        \
+        decode_kernel_tm<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                   \
+      else                                                                                       \
+        decode_kernel_tm<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                  \
+    }                                                                                            \
   }
 
 }  // namespace qoq::cuda::attn

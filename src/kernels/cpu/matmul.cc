@@ -198,7 +198,7 @@ QOQ_TARGET_AVX2 inline void store_tile(const float* out, float* y, int64_t ldy, 
     __m128 b_lo = _mm_setzero_ps(), b_hi = _mm_setzero_ps();
     if (bias && !accumulate) {
       b_lo = _mm_loadu_ps(bias);
-      b_hi = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(bias + 4)));
+      b_hi = _mm_castsi128_ps(_mm_loadu_si64(bias + 4));
     }
     for (int v = 0; v < 2; ++v) {
       const __m256 r0 = _mm256_load_ps(out + 0 * kMR + 8 * v), r1 = _mm256_load_ps(out + 1 * kMR + 8 * v);
@@ -222,13 +222,13 @@ QOQ_TARGET_AVX2 inline void store_tile(const float* out, float* y, int64_t ldy, 
         __m128 lo = _mm256_castps256_ps128(rows8[r]), hi = _mm256_extractf128_ps(rows8[r], 1);
         if (accumulate) {
           lo = _mm_add_ps(lo, _mm_loadu_ps(yr));
-          hi = _mm_add_ps(hi, _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(yr + 4))));
+          hi = _mm_add_ps(hi, _mm_castsi128_ps(_mm_loadu_si64(yr + 4)));
         } else {
           lo = _mm_add_ps(lo, b_lo);
           hi = _mm_add_ps(hi, b_hi);
         }
         _mm_storeu_ps(yr, lo);
-        _mm_store_sd(reinterpret_cast<double*>(yr + 4), _mm_castps_pd(hi));
+        _mm_storeu_si64(yr + 4, _mm_castps_si128(hi));  // the unaligned 8-byte forms: rows are 4-byte aligned
       }
     }
     return;

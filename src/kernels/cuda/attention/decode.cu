@@ -25,10 +25,12 @@ void check_args(const PagedKv& c, const DecodeArgs& a) {
 
 }  // namespace
 
+// Partials the workspace holds: enough for ~3 CTAs per SM of small batches and 4 splits of large ones.
+static int partial_slots(int batch, int n_kv_heads) { return std::max(kMaxSlots, 4 * batch * n_kv_heads); }
+
 size_t decode_workspace_bytes(int batch, int n_heads, int n_kv_heads, int head_dim) {
-  (void)batch;
   const int G = n_heads / std::max(n_kv_heads, 1);
-  return kCounterBytes + size_t(kMaxSlots) * G * (head_dim + 2) * sizeof(float);
+  return kCounterBytes + size_t(partial_slots(batch, n_kv_heads)) * G * (head_dim + 2) * sizeof(float);
 }
 
 void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
@@ -36,27 +38,37 @@ void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stre
   if (a.batch == 0 || a.max_length == 0) return;
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim;
   const int pairs = a.batch * hkv;
-  // Splits: ~3 CTAs per SM (the KV4 kernel's occupancy) when the batch alone gives fewer, each split >= 256 tokens.
-  // (Device sweep, B=1: 16-32 splits best at L=16K-32K; 64 cost 1.5x, the extra partials and a thinner split.)
+  // Splits (device sweeps, bench/NOTES_attention.md): only when the pairs alone leave SMs empty, and then about one
+  // CTA per SM (at least 4 splits): B=1, L=16K-32K: 16 splits beat 32 by 5-15% and 48 by 40% (each split adds a
+  // partial to the last CTA's combine); B=16: 4 and 8 equal; B >= 64: any split was slower (B=256, L=1536: 1 split
+  // 142 us, 2 splits 183 us).
   int splits = a.splits;
   if (splits <= 0) {
-    splits = pairs >= 396 ? 1 : std::min((396 + pairs - 1) / pairs, (a.max_length + 255) / 256);
-    splits = std::max(1, std::min({splits, kMaxSlots / pairs, 256}));
+    static const int sms = [] {
+      int dev = 0, n = 132;
+      if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+      return n;
+    }();
+    splits = pairs >= sms ? 1 : std::min(std::max((sms + pairs - 1) / pairs, 4), (a.max_length + 255) / 256);
+    splits = std::max(1, std::min({splits, partial_slots(a.batch, hkv) / pairs, 256}));
   }
   int chunk = (a.max_length + splits - 1) / splits;
-  chunk = (chunk + kKvPageTokens - 1) / kKvPageTokens * kKvPageTokens;
+  // Whole pages, and whole 32-token blocks for each of the 4 warps (B=1, L=32K: 17 splits of 1984 tokens left warps
+  // uneven: 28.0 us; 16 splits of 2048: 24.7 us).
+  chunk = (chunk + 127) / 128 * 128;
   splits = (a.max_length + chunk - 1) / chunk;
   attn::DecodeParams p{};
   if (splits > 1) {
-    QOQ_CUDA_REQUIRE(size_t(pairs) * splits <= size_t(kMaxSlots) && splits <= 256 && size_t(pairs) * 4 <= kCounterBytes,
+    const int slots = partial_slots(a.batch, hkv);
+    QOQ_CUDA_REQUIRE(size_t(pairs) * splits <= size_t(slots) && splits <= 256 && size_t(pairs) * 4 <= kCounterBytes,
                      "decode_attention: too many splits for the workspace");
     QOQ_CUDA_REQUIRE(a.workspace && a.workspace_bytes >= decode_workspace_bytes(a.batch, a.n_heads, hkv, D),
                      "decode_attention: workspace missing or too small");
     char* ws = static_cast<char*>(a.workspace);
     p.counters = reinterpret_cast<int*>(ws);
     p.ws_m = reinterpret_cast<float*>(ws + kCounterBytes);
-    p.ws_l = p.ws_m + size_t(kMaxSlots) * G;
-    p.ws_o = p.ws_l + size_t(kMaxSlots) * G;
+    p.ws_l = p.ws_m + size_t(slots) * G;
+    p.ws_o = p.ws_l + size_t(slots) * G;
   }
   p.pool = cache.pool;
   p.page_table = cache.page_table;

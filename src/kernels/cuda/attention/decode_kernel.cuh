@@ -488,17 +488,22 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3) decode_kernel_tm(const D
     const int tok0 = start + blk * F::kTok;
     if (blk + kDecodeWarps < nblk) load(nxt, blk + kDecodeWarps);
     // S^T: rows = tokens 16i + g (c0, c1) and 16i + 8 + g (c2, c3), columns = heads 2t, 2t+1.
-    float sc[kMT][4];
+    // Two accumulator chains per m-tile (even / odd k-steps): the MMA latency chain of a block is the warp's
+    // critical path at 3 warps per scheduler.
+    float sc[kMT][4], sc2[kMT][4];
 #pragma unroll
     for (int i = 0; i < kMT; ++i) {
       sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.f;
+      sc2[i][0] = sc2[i][1] = sc2[i][2] = sc2[i][3] = 0.f;
 #pragma unroll
       for (int s = 0; s < F::kKSteps; ++s) {
         uint32_t a0, a1, a2, a3;
         k_operand<F::kKWords, BITS>(cur.kw[2 * i], s, a0, a2);
         k_operand<F::kKWords, BITS>(cur.kw[2 * i + 1], s, a1, a3);
-        mma_16816(sc[i], a0, a1, a2, a3, qb[s][0], qb[s][1]);
+        mma_16816(s % 2 ? sc2[i] : sc[i], a0, a1, a2, a3, qb[s][0], qb[s][1]);
       }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sc[i][e] += sc2[i][e];
     }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll

@@ -4,7 +4,7 @@
 # Usage (on the device): scripts/device-check-attn.sh [--tests-only|--bench-only] [extra bench args]
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/devcarry/attn"
+BIN="${ATTN_BIN:-$ROOT/devcarry/attn}"  # ATTN_BIN=devcarry/prefill for the prefill binaries
 OUT="${OUT:-/tmp/qoq-device}"
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$BIN:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"

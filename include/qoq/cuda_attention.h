@@ -80,6 +80,32 @@ void decode_attention(const PagedKv& cache, const DecodeArgs& args, AttnStream s
 // on CUDA cores, one warp per token. Same arguments; no split, no workspace.
 void decode_attention_simple(const PagedKv& cache, const DecodeArgs& args, AttnStream stream = nullptr);
 
+
+// Prefill (and chunked prefill) of a variable-length batch: sequence b contributes the chunk of new tokens at
+// positions [starts[b], starts[b] + n_b), whose K/V rope_quantize_write has already stored in the pages; earlier
+// positions 0 .. starts[b]-1 are in the pages from previous chunks. Query row i of the chunk attends causally to
+// positions 0 .. starts[b] + i.
+struct PrefillArgs {
+  const uint16_t* q = nullptr;          // fp16 [tokens, n_heads, head_dim], rotated; the batch's chunks back to back
+  const int32_t* cu_tokens = nullptr;   // int32 [batch + 1]: sequence b's rows are cu_tokens[b] .. cu_tokens[b+1]-1
+  const int32_t* starts = nullptr;      // int32 [batch]: position of each chunk's first token
+  int batch = 0;
+  int n_heads = 0;      // multiple of n_kv_heads, at most 128 query heads per KV head
+  int max_tokens = 0;   // >= every chunk size n_b; sizes the grid
+  float scale = 0.f;    // softmax scale, usually 1/sqrt(head_dim)
+  uint16_t* out = nullptr;  // fp16 [tokens, n_heads, head_dim]
+};
+
+// Causal prefill attention over the paged cache on tensor cores (FlashAttention-2 form, mma.m16n8k16): each K/V tile
+// is read from its page once per (query tile, KV head) for all query heads of the group and dequantized to fp16
+// x̂ = scale * (c - zero) in shared memory (DESIGN §3: the stored values, the chunk's own tokens too); softmax in
+// fp32. A token's output does not depend on how the prompt was chunked (bit-identical to one shot).
+void prefill_attention(const PagedKv& cache, const PrefillArgs& args, AttnStream stream = nullptr);
+
+// The naive baseline (benchmarks only): one CTA per (token, query head), one warp per key, fp32 dequantization on
+// CUDA cores. Same arguments.
+void prefill_attention_simple(const PagedKv& cache, const PrefillArgs& args, AttnStream stream = nullptr);
+
 }  // namespace qoq::cuda
 
 namespace qoq::cuda {

@@ -6,8 +6,8 @@
 // tiles: twice the MMAs per shared-memory fragment load of a 16-row warp, which matters because ldmatrix bandwidth,
 // not the tensor pipe, bounds a 16-row FlashAttention-2 warp).
 // Per 64-key tile (= one page block): the raw block is fetched with cp.async (fp16: straight into the double-buffered
-// fp16 tile; KV4/KV8: into a staging buffer, then dequantized by all threads to x̂ = scale * (c - zero) in fp16, one
-// HFMA2 per two codes, with rows past the CTA's last key zeroed so garbage never meets a zero probability). Then
+// fp16 tile; KV4/KV8: into a staging buffer, then dequantized by all threads to fp16(x̂), x̂ = scale * (c - zero) in
+// fp32 as the CPU reference, with rows past the CTA's last key zeroed so garbage never meets a zero probability). Then
 // S = Q K^T and O += P V on mma.m16n8k16 (fp16 in, fp32 accumulate), online softmax in fp32 (exp2, scale folded).
 // Shared tiles are XOR-swizzled in 16-byte units (unit ^ row % 8), so ldmatrix and the dequant stores are
 // conflict-free. A row's result depends only on its own position, never on the CTA it lands in (fully masked tiles
@@ -86,12 +86,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-__device__ __forceinline__ uint32_t hfma2_u32(uint32_t a, uint32_t b, uint32_t c) {
-  const __half2 r = __hfma2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b),
-                            *reinterpret_cast<const __half2*>(&c));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-
 // Dequantizes the staged raw block into the fp16 K and V tiles: thread = (row tid % 64, half of the channels), so the
 // 8 threads of a store phase hit 8 distinct swizzled units. Rows at or past `valid` are zeroed.
 template <int D, int BITS>
@@ -117,9 +111,6 @@ __device__ __forceinline__ void dequant_tile(const uint8_t* staging, uint16_t* s
         *reinterpret_cast<const uint32_t*>(staging + 2 * kKvPageTokens * F::kRow + kv * kKvPageTokens * 4 + r * 4);
     const float scale = __half2float(__ushort_as_half(uint16_t(prm & 0xFFFF)));
     const float zero = __half2float(__ushort_as_half(uint16_t(prm >> 16)));
-    // x̂ = c * scale + (-zero * scale): one fused HFMA2 per two codes; -zero * scale rounded once to fp16.
-    const __half2 s2 = __float2half2_rn(scale), nb2 = __float2half2_rn(-zero * scale);
-    const uint32_t s2u = *reinterpret_cast<const uint32_t*>(&s2), nbu = *reinterpret_cast<const uint32_t*>(&nb2);
     const __half2 bias = __half2half2(__ushort_as_half(0x6400));
 #pragma unroll
     for (int o = 0; o < kOut; ++o) {
@@ -136,9 +127,11 @@ __device__ __forceinline__ void dequant_tile(const uint8_t* staging, uint16_t* s
           // One code per byte: two bytes into the low bytes of two halves whose high bytes are 0x64 (1024 + c).
           t = prmt(w[2 * o + j / 2], 0x64646464u, (j % 2) ? 0x4342u : 0x4140u);
         }
-        const __half2 c = __hsub2(*reinterpret_cast<const __half2*>(&t), bias);
-        h[j] = hfma2_u32(*reinterpret_cast<const uint32_t*>(&c), s2u, nbu);
-        if (!ok) h[j] = 0;
+        // x̂ = scale * (c - zero) in fp32 exactly as ref::kv_dequantize_head (c - zero is exact), rounded once to
+        // fp16. (A fused fp16 c * scale + fp16(-zero * scale) was 2.5x cheaper but its rounded offset, the same for
+        // every channel of a row, shifted scores by ~1e-3 and failed the decode tolerance: device run 1.)
+        const float2 cf = __half22float2(__hsub2(*reinterpret_cast<const __half2*>(&t), bias));
+        h[j] = ok ? pack_half2(__fmul_rn(__fsub_rn(cf.x, zero), scale), __fmul_rn(__fsub_rn(cf.y, zero), scale)) : 0u;
       }
       dst[swz<D>(r, half * kOut + o)] = make_uint4(h[0], h[1], h[2], h[3]);
     }

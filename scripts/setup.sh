@@ -8,7 +8,7 @@ BUILD="${QOQ_BUILD_DIR:-$ROOT/build}"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config python3-pip unzip
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libsentencepiece-dev libpcre2-dev
-  libutf8proc-dev libssl-dev libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev)
+  libutf8proc-dev libssl-dev libopenblas-dev libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

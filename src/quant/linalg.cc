@@ -5,6 +5,12 @@
 
 #include "core/thread_pool.h"
 
+// LAPACK (Fortran ABI, OpenBLAS): Cholesky factorization and triangular inverse.
+extern "C" {
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
+}
+
 namespace qoq::quant {
 
 void check_matrix(const Tensor& w, const char* what) {
@@ -154,14 +160,25 @@ void invert_lower(std::vector<double>& l, int64_t n) {
 
 bool inverse_upper_cholesky(std::span<const double> a, int64_t n, std::vector<double>& u) {
   QOQ_CHECK(int64_t(a.size()) == n * n, "inverse_upper_cholesky: {} values for n={}", a.size(), n);
+  QOQ_CHECK(n < (int64_t(1) << 31), "inverse_upper_cholesky: n={} too large for LAPACK", n);
   std::vector<double> r(size_t(n * n));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) r[i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)];
-  if (!cholesky_lower(r, n)) return false;
-  invert_lower(r, n);
+  // LAPACK is column-major: the row-major lower factor L (r = L Lᵀ) is its upper factor, and L⁻¹ likewise.
+  const char up = 'U', diag = 'N';
+  int ni = int(n), info = 0;
+  dpotrf_(&up, &ni, r.data(), &ni, &info);
+  if (info != 0) return false;
+  dtrtri_(&up, &diag, &ni, r.data(), &ni, &info);
+  if (info != 0) return false;
   u.assign(size_t(n * n), 0.0);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i; j < n; ++j) u[i * n + j] = r[(n - 1 - i) * n + (n - 1 - j)];
+    for (int64_t j = i; j < n; ++j) {
+      // Row-major element (n-1-i, n-1-j) of L⁻¹, which is lower: row >= column.
+      const double v = r[(n - 1 - i) * n + (n - 1 - j)];
+      if (!std::isfinite(v)) return false;
+      u[i * n + j] = v;
+    }
   return true;
 }
 

@@ -137,6 +137,33 @@ TEST(PerChannel, OneSidedRowsKeepTheirRange) {
   for (int64_t i = 0; i < 2 * K; ++i) ASSERT_NEAR(d[i], w[i], 0.51f * q.grid.scales[i / K] * 1.01f) << i;
 }
 
+TEST(PerChannel, OneSidedRowsMatchTheGemmReferenceToo) {
+  // One quantizer rule everywhere: the GEMM tests' reference quantizer and the checkpoint grids agree on rows that
+  // do not straddle 0 as well (both widen the range to include 0).
+  const int64_t N = 4, K = 256;
+  std::vector<float> w(size_t(N * K));
+  for (int64_t k = 0; k < K; ++k) {
+    w[size_t(k)] = -2.f - 0.01f * float(k);
+    w[size_t(K + k)] = 5.f + 0.02f * float(k);
+    w[size_t(2 * K + k)] = 0.1f + 0.001f * float(k % 128);
+    w[size_t(3 * K + k)] = k < 128 ? -0.3f - 0.001f * float(k) : 0.2f;
+  }
+  const QuantWeight pc = round_to_grid(w4_per_channel_minmax_grid(w.data(), N, K), w.data());
+  const auto rpc = ref::quantize_w4_per_channel(w.data(), int(N), int(K));
+  for (int64_t n = 0; n < N; ++n) {
+    ASSERT_EQ(float_to_half(pc.grid.scales[n]), rpc.scales[n]);
+    ASSERT_EQ(pc.grid.zeros[n], rpc.zeros[n]);
+  }
+  for (size_t i = 0; i < pc.codes.size(); ++i) ASSERT_EQ(pc.codes[i], rpc.q[i]) << i;
+  const QuantWeight g = round_to_grid(w4_group_grid(w.data(), N, K, 128), w.data());
+  const auto rg = ref::quantize_w4_group(w.data(), int(N), int(K), 128);
+  for (size_t i = 0; i < g.grid.gscales.size(); ++i) {
+    ASSERT_EQ(g.grid.gscales[i], rg.gscales[i]) << i;
+    ASSERT_EQ(g.grid.gzeros[i], rg.gzeros[i]) << i;
+  }
+  for (size_t i = 0; i < g.codes.size(); ++i) ASSERT_EQ(g.codes[i], rg.q[i]) << i;
+}
+
 TEST(PerChannel, OddKIsPaddedToEvenWithZeroCodes) {
   const int64_t N = 3, K = 7;
   const auto w = quant_test::randn(size_t(N * K), 5);

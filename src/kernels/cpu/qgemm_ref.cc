@@ -53,7 +53,8 @@ W4PerChannel quantize_w4_per_channel(const float* w, int N, int K) {
   r.zeros.resize(N);
   for (int n = 0; n < N; ++n) {
     const float* row = w + size_t(n) * K;
-    const float lo = *std::min_element(row, row + K), hi = *std::max_element(row, row + K);
+    // The range always contains 0 (the rule of quant/grid.h): one-sided rows keep a grid that reaches their far end.
+    const float lo = std::min(0.f, *std::min_element(row, row + K)), hi = std::max(0.f, *std::max_element(row, row + K));
     float s = round_to_half((hi - lo) / 15.f);
     if (s == 0.f) s = 1.f;
     const int z = clampi(int(rne(-lo / s)), 0, 15);
@@ -90,7 +91,7 @@ W4Group quantize_w4_group(const float* w, int N, int K, int G) {
     for (int k = 0; k < K; ++k) w1[k] = std::clamp(row[k] / s1, -119.f, 119.f);
     for (int g = 0; g < K / G; ++g) {
       const float* wg = w1.data() + size_t(g) * G;
-      const float lo = *std::min_element(wg, wg + G), hi = *std::max_element(wg, wg + G);
+      const float lo = std::min(0.f, *std::min_element(wg, wg + G)), hi = std::max(0.f, *std::max_element(wg, wg + G));
       const int s2 = clampi(int(rne((hi - lo) / 15.f)), 1, 16);
       const int z = clampi(int(rne(-lo / float(s2))), 0, 15);
       r.gscales[size_t(n) * (K / G) + g] = uint8_t(s2);

@@ -27,7 +27,8 @@ struct W4PerChannel {
   std::vector<uint16_t> scales;  // [N] fp16 bits
   std::vector<uint8_t> zeros;    // [N] in [0, 15]
 };
-// Round-to-nearest min/max quantizer of DESIGN §4 step 6 without the clipping search (r = 1).
+// Round-to-nearest min/max quantizer of DESIGN §4 step 6 without the clipping search (r = 1). The range is
+// [min(lo, 0), max(hi, 0)], as for every grid of quant/grid.h (the checkpoint quantizer): the same codes bit for bit.
 W4PerChannel quantize_w4_per_channel(const float* w, int N, int K);
 
 // Progressive group W4 (group_size G, 128 by default): level-1 fp16 s1 per row, level-2 integer s2/z per group.

@@ -32,6 +32,16 @@ namespace qoq::quant {
 
 using json = nlohmann::json;
 
+namespace {
+// Floats recorded in qoq.json with 4 decimals (0.3, not 0.30000001192092896).
+double r4(double v) { return std::round(v * 1e4) / 1e4; }
+std::vector<double> r4(const std::vector<float>& v) {
+  std::vector<double> out;
+  for (float x : v) out.push_back(r4(x));
+  return out;
+}
+}  // namespace
+
 void validate(const QuantizeOptions& o) {
   QOQ_CHECK_INPUT(o.weight_bits == 4 || o.weight_bits == 8, "--weights must be 4 or 8, got {}", o.weight_bits);
   QOQ_CHECK_INPUT(o.weight_bits == 8 || o.group_size == -1 || o.group_size == 32 || o.group_size == 64 ||
@@ -161,6 +171,9 @@ class Quantizer {
   }
 
   io::QoqCheckpoint run(std::span<const int32_t> calib, int64_t windows, int64_t T);
+  // The α the search chose per layer for o_proj and down_proj (empty without smoothing).
+  const std::vector<float>& o_alpha() const { return o_alpha_; }
+  const std::vector<float>& down_alpha() const { return down_alpha_; }
 
  private:
   struct LayerW {
@@ -559,20 +572,22 @@ io::QoqCheckpoint quantize_model(const ModelWeights& w, const Tokenizer& tok, co
   passes["fuse_norms"] = o.fuse_norms;
   passes["rotate"] = o.rotate ? json(make_rotation(c.hidden_size).describe()) : json(false);
   passes["reorder"] = grouped && o.reorder;
-  passes["smooth_attention"] = o.smooth_attention ? json{{"alpha", o.smooth_attention_alpha}} : json(false);
+  passes["smooth_attention"] = o.smooth_attention ? json{{"alpha", r4(o.smooth_attention_alpha)}} : json(false);
   if (o.smooth_linear) {
     const float a = o.smooth_alpha >= 0 ? o.smooth_alpha : (grouped ? 0.3f : 0.05f);
-    passes["smooth_linear"] = {{"alpha", a}, {"beta", 1.0f - a}, {"alpha_search", o.alpha_search}};
+    passes["smooth_linear"] = {{"alpha", r4(a)}, {"beta", r4(1.0f - a)}, {"alpha_search", o.alpha_search}};
     if (o.alpha_search) {
-      passes["smooth_linear"]["alpha_grid"] = o.alpha_grid;
+      passes["smooth_linear"]["alpha_grid"] = r4(o.alpha_grid);
       passes["smooth_linear"]["search_tokens"] = o.search_tokens;
+      passes["smooth_linear"]["o_proj_alpha"] = r4(qz.o_alpha());
+      passes["smooth_linear"]["down_proj_alpha"] = r4(qz.down_alpha());
     }
   } else {
     passes["smooth_linear"] = false;
   }
   passes["clip_search"] =
       o.weight_bits == 4 && !grouped && o.clip_search ? json{{"ratios", o.clip_ratios}} : json(false);
-  passes["gptq"] = o.gptq ? json{{"act_order", o.act_order}, {"damp", o.gptq_damp}, {"block", o.gptq_block}}
+  passes["gptq"] = o.gptq ? json{{"act_order", o.act_order}, {"damp", r4(o.gptq_damp)}, {"block", o.gptq_block}}
                           : json(false);
   info.passes = passes.dump();
   json cal;

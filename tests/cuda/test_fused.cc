@@ -104,6 +104,8 @@ TEST(Fused, RmsNormQuantize) {
     run_rmsnorm(33, 8192, bf16, true, 4);
     run_rmsnorm(5, 16384, bf16, true, 5);
     run_rmsnorm(3, 8, bf16, true, 6);
+    run_rmsnorm(3000, 4096, bf16, true, 7);  // more rows than resident CTAs: the persistent loop and prefetch
+    run_rmsnorm(2500, 576, bf16, false, 8);
   }
 }
 
@@ -154,6 +156,8 @@ TEST(Fused, SiluMulQuantize) {
   run_silu(33, 1536, 12);
   run_silu(200, 14336, 13);
   run_silu(4, 8, 14);
+  run_silu(700, 14336, 15);  // more rows than resident CTAs
+  run_silu(1500, 1536, 16);
 }
 
 }  // namespace

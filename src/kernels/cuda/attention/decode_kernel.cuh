@@ -596,6 +596,371 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3) decode_kernel_tm(const D
   combine_store<D>(p, sm, b, kvh, split, n_active);
 }
 
+// v3 for KV4/KV8: stream-K decomposition (decode_kernel_sk). The (pair, 32-token block) units of all pairs
+// (pair = (sequence, KV head); every pair has nbmax = ceil(max_length / kTok) units, those past its length empty) are
+// cut into `ctas` equal contiguous ranges, one per CTA, and the grid is sized to the resident CTAs (~3 per SM):
+// no last wave, and one (or few) CTA prologues per SM instead of one per pair. A CTA walks the segments of its range
+// (the parts of each pair inside it); in each segment the 4 warps take interleaved blocks and their states are
+// combined in shared memory; a pair wholly inside the range is written out, a pair cut by range ends leaves a
+// partial and the last of its contributors combines them (all loads in parallel). Each warp's next block is loaded
+// before the current one is computed, across segment boundaries too. The block math is decode_kernel_tm's.
+constexpr int kSkMaxSeg = 32;       // pairs a CTA range may touch (host keeps ctas >= pairs / (kSkMaxSeg - 2))
+constexpr int kSkMaxContrib = 120;  // CTAs a pair may be cut over (host keeps ctas <= pairs * (kSkMaxContrib - 2))
+
+struct SkParams {
+  int nbmax;   // units per pair
+  int ctas;    // grid size
+  int pairs;
+  int pf;      // pages of a warp's segment share prefetched into L2 at its start (0: none)
+};
+
+// CTA owning unit x: lo_c = floor(c * U / C) <= x < lo_{c+1}.
+__device__ __forceinline__ int sk_owner(long long x, long long U, int C) {
+  return int(((x + 1) * C - 1) / U);
+}
+__device__ __forceinline__ long long sk_lo(int c, long long U, int C) { return (long long)c * U / C; }
+
+template <int D>
+struct SkSmem {
+  CombineSmem<D> cs;
+  int len[kSkMaxSeg];
+};
+
+// Combines the 4 warps' states in sm (written before the call) for pair pp and writes its output, or this CTA's
+// partial (+ the final combine if this CTA is the pair's last contributor). Ends with a barrier (sm reusable).
+template <int D>
+__device__ void sk_segment_store(const DecodeParams& p, const SkParams& sk, CombineSmem<D>& sm, int pp, int nbr,
+                                 long long base, long long lo) {
+  const int G = p.group;
+  const long long U = (long long)sk.pairs * sk.nbmax;
+  const int C = sk.ctas, c = blockIdx.x;
+  const int c_first = sk_owner(base, U, C), c_last = sk_owner(base + nbr - 1, U, C);
+  const int n = c_last - c_first + 1;
+  uint16_t* out = p.out + size_t(pp) * G * D;  // pp = b * hkv + kvh: output [b][kvh * G + h][D]
+  __syncthreads();
+  // Slot of contributor c' of pair pp: 2c' if pp is c''s first pair, else 2c' + 1 (its range's last pair).
+  const int my_slot = 2 * c + (lo >= base ? 0 : 1);
+  for (int i = threadIdx.x; i < G * D; i += kDecodeWarps * 32) {
+    const int h = i / D, d = i % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm.m[w][h]);
+    float L = 0.f, O = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float f = sm.m[w][h] == -INFINITY ? 0.f : exp2f(sm.m[w][h] - M);
+      L += sm.l[w][h] * f;
+      O += sm.o[w][h][d] * f;
+    }
+    if (n == 1) {
+      out[i] = __half_as_ushort(__float2half_rn(O / L));
+    } else {
+      p.ws_o[size_t(my_slot) * G * D + i] = O;
+      if (d == 0) p.ws_m[size_t(my_slot) * G + h] = M, p.ws_l[size_t(my_slot) * G + h] = L;
+    }
+  }
+  if (n > 1) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) sm.last = atomicAdd(p.counters + pp, 1) == n - 1;
+    __syncthreads();
+    if (sm.last) {
+      __threadfence();
+      const long long lo_first = sk_lo(c_first, U, C);
+      const int slot0 = 2 * c_first + (lo_first >= base ? 0 : 1);
+      auto slot = [&](int k) { return k == 0 ? slot0 : 2 * (c_first + k); };
+      float* wm = &sm.o[0][0][0];  // [n][G] maxima, then weights; [n][G] sums after them (n * G <= 1024)
+      float* wl = wm + kSkMaxContrib * kMaxGroup;
+      for (int i = threadIdx.x; i < n * G; i += kDecodeWarps * 32) {
+        const int k = i / G, h = i % G;
+        wm[i] = __ldcg(p.ws_m + size_t(slot(k)) * G + h);
+        wl[i] = __ldcg(p.ws_l + size_t(slot(k)) * G + h);
+      }
+      __syncthreads();
+      // One warp per head: max, then sum, over the contributors; weights exp2(m - M) / L in place.
+      const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+      for (int h = warp; h < G; h += kDecodeWarps) {
+        float M = -INFINITY;
+        for (int k = lane; k < n; k += 32) M = fmaxf(M, wm[k * G + h]);
+#pragma unroll
+        for (int x = 16; x > 0; x >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, x));
+        float L = 0.f;
+        for (int k = lane; k < n; k += 32) L += wl[k * G + h] * exp2f(wm[k * G + h] - M);
+#pragma unroll
+        for (int x = 16; x > 0; x >>= 1) L += __shfl_xor_sync(0xffffffffu, L, x);
+        const float inv = 1.f / L;
+        __syncwarp();
+        for (int k = lane; k < n; k += 32) wm[k * G + h] = exp2f(wm[k * G + h] - M) * inv;
+      }
+      __syncthreads();
+      for (int i = threadIdx.x; i < G * D / 4; i += kDecodeWarps * 32) {
+        const int h = 4 * i / D;
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 16
+        for (int k = 0; k < n; ++k) {
+          const float4 v = __ldcg(reinterpret_cast<const float4*>(p.ws_o + size_t(slot(k)) * G * D) + i);
+          const float w = wm[k * G + h];
+          acc.x += w * v.x, acc.y += w * v.y, acc.z += w * v.z, acc.w += w * v.w;
+        }
+        const uint32_t lo2 = pack_half2(acc.x, acc.y), hi2 = pack_half2(acc.z, acc.w);
+        reinterpret_cast<uint2*>(out)[i] = make_uint2(lo2, hi2);
+      }
+      if (threadIdx.x == 0) p.counters[pp] = 0;
+    }
+  }
+  __syncthreads();
+}
+
+template <int D, int BITS>
+__global__ void __launch_bounds__(kDecodeWarps * 32, 3) decode_kernel_sk(const DecodeParams p, const SkParams sk) {
+  using F = Fmt<D, BITS>;
+  constexpr int R = F::kRow;
+  constexpr int kRows = F::kTok / 8;
+  constexpr int kMT = F::kTok / 16;
+  constexpr int kVM = D / 16;
+  static_assert(BITS != 16, "fp16 runs decode_kernel");
+  __shared__ SkSmem<D> smem;
+  const int hkv = p.n_kv_heads;
+  const int G = p.group;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int nbmax = sk.nbmax;
+  const long long U = (long long)sk.pairs * nbmax;
+  const long long lo = sk_lo(blockIdx.x, U, sk.ctas), hi = sk_lo(blockIdx.x + 1, U, sk.ctas);
+  const int pp0 = int(lo / nbmax);
+  const int nseg = int((hi - 1) / nbmax) - pp0 + 1;
+  for (int j = threadIdx.x; j < nseg; j += kDecodeWarps * 32) smem.len[j] = p.lengths[(pp0 + j) / hkv];
+  __syncthreads();
+  // Warp's share of segment j: blocks a, a + 4, ... < e of pair pp0 + j (counted from the pair's first block).
+  auto share = [&](int j, int& a, int& e) {
+    const long long base = (long long)(pp0 + j) * nbmax;
+    const int nbr = (smem.len[j] + F::kTok - 1) / F::kTok;
+    const long long s0 = max(lo, base), s1 = min(hi, base + nbr);
+    // Units interleaved over the warps (u = s0 + warp + 4k), as v2: the 4 warps read neighbouring blocks of the
+    // same pages at the same time. Contiguous quarters per warp (device run 16) were 30% slower even at L = 32768
+    // (4x more DRAM streams open at once per SM).
+    a = int(s0 - base) + warp;
+    e = int((s1 > s0 ? s1 : s0) - base);
+  };
+  struct Blk {
+    uint32_t kw[kRows][F::kKWords];
+    uint32_t vw[kMT][4][F::kVWords];
+    uint32_t kp[kRows], vp[kRows];
+  };
+  auto load = [&](Blk& d, int j, int blk) {
+    const int pp = pp0 + j;
+    const int b = pp / hkv, kvh = pp - b * hkv;
+    const int tok0 = blk * F::kTok;
+    const int off = tok0 % kKvPageTokens;
+    const uint8_t* blkp =
+        p.pool + (size_t(p.page_table[size_t(b) * p.max_pages + tok0 / kKvPageTokens]) * hkv + kvh) * F::kBlock;
+    const uint8_t* base = blkp + off * R;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) load_words(base + (8 * r + g) * R + t * (R / 4), d.kw[r]);
+#pragma unroll
+    for (int s = 0; s < kMT; ++s) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int row = 16 * s + 2 * t + (r & 1) + 8 * (r >> 1);
+        load_words(base + kKvPageTokens * R + row * R + g * (R / 8), d.vw[s][r]);
+      }
+    }
+    const unsigned int* params = reinterpret_cast<const unsigned int*>(blkp + 2 * kKvPageTokens * R) + off;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      d.kp[r] = __ldcs(params + 8 * r + g);
+      d.vp[r] = __ldcs(params + kKvPageTokens + 8 * r + g);
+    }
+  };
+  // First unit of the warp at or after segment j (nj = nseg if none).
+  auto first_from = [&](int j, int& nj, int& nu) {
+    for (nj = j; nj < nseg; ++nj) {
+      int a, e;
+      share(nj, a, e);
+      if (a < e) {
+        nu = a;
+        return;
+      }
+    }
+  };
+  Blk cur, nxt;
+  {
+    int j0, u0 = 0;
+    first_from(0, j0, u0);
+    if (j0 < nseg) load(cur, j0, u0);
+  }
+  for (int j = 0; j < nseg; ++j) {
+    int a, e;
+    share(j, a, e);
+    const int pp = pp0 + j;
+    const long long base = (long long)pp * nbmax;
+    const int len = smem.len[j];
+    const int nbr = (len + F::kTok - 1) / F::kTok;
+    if (nbr == 0 || base + nbr <= lo || base >= hi) continue;  // only empty units of this pair here: same for all warps
+    float o[kVM][4];
+#pragma unroll
+    for (int i = 0; i < kVM; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, z[2] = {0.f, 0.f};
+    if (a < e) {
+      uint32_t qb[F::kKSteps][2];
+      float qs[2];
+      {
+        __half qv[D / 4];
+        if (g < G) {
+          const uint4* src = reinterpret_cast<const uint4*>(p.q + (size_t(pp) * G + g) * D + t * (D / 4));
+#pragma unroll
+          for (int i = 0; i < D / 32; ++i) *reinterpret_cast<uint4*>(&qv[8 * i]) = src[i];
+        } else {
+#pragma unroll
+          for (int i = 0; i < D / 4; ++i) qv[i] = __ushort_as_half(0);
+        }
+        float qsum = 0.f;
+#pragma unroll
+        for (int i = 0; i < D / 4; ++i) qsum += __half2float(qv[i]);
+        qsum = quad_sum(qsum);
+        qs[0] = __shfl_sync(0xffffffffu, qsum, 8 * t);
+        qs[1] = __shfl_sync(0xffffffffu, qsum, 8 * t + 4);
+#pragma unroll
+        for (int s = 0; s < F::kKSteps; ++s) {
+#pragma unroll
+          for (int w = 0; w < 2; ++w) {
+            const __half2 h = __halves2half2(qv[kchan<BITS>(s, w, 0)], qv[kchan<BITS>(s, w, 1)]);
+            qb[s][w] = *reinterpret_cast<const uint32_t*>(&h);
+          }
+        }
+      }
+      if (sk.pf > 0) {
+        // L2 prefetch of the segment's next pages, warp w taking pages 1 + w + 4 * lane (off by default: device run
+        // 16 measured it 0-10% slower everywhere).
+        constexpr int kUpp = kKvPageTokens / F::kTok;
+        const int k = (a - warp) / kUpp + 1 + warp + kDecodeWarps * lane, k_last = (e - 1) / kUpp;
+        if (lane < sk.pf && k <= k_last) {
+          const int b = pp / hkv, kvh = pp - b * hkv;
+          const uint8_t* blkp =
+              p.pool + (size_t(p.page_table[size_t(b) * p.max_pages + k]) * hkv + kvh) * F::kBlock;
+          asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(blkp), "r"(int(F::kBlock)) : "memory");
+        }
+      }
+      for (int u = a; u < e; u += kDecodeWarps) {
+        const int tok0 = u * F::kTok;
+        if (u + kDecodeWarps < e) {
+          load(nxt, j, u + kDecodeWarps);
+        } else {
+          int nj, nu = 0;
+          first_from(j + 1, nj, nu);
+          if (nj < nseg) load(nxt, nj, nu);
+        }
+        float sc[kMT][4], sc2[kMT][4];
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) {
+          sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.f;
+          sc2[i][0] = sc2[i][1] = sc2[i][2] = sc2[i][3] = 0.f;
+#pragma unroll
+          for (int s = 0; s < F::kKSteps; ++s) {
+            uint32_t a0, a1, a2, a3;
+            k_operand<F::kKWords, BITS>(cur.kw[2 * i], s, a0, a2);
+            k_operand<F::kKWords, BITS>(cur.kw[2 * i + 1], s, a1, a3);
+            mma_16816(s % 2 ? sc2[i] : sc[i], a0, a1, a2, a3, qb[s][0], qb[s][1]);
+          }
+#pragma unroll
+          for (int x = 0; x < 4; ++x) sc[i][x] += sc2[i][x];
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+          for (int x = 0; x < 4; ++x) {
+            const int r = 2 * i + (x >> 1), h = x & 1;
+            const uint32_t sz = cur.kp[r];
+            const float ks = __half2float(__ushort_as_half(uint16_t(sz)));
+            const float kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
+            float s = ks * (sc[i][x] - (1024.f + kz) * qs[h]) * p.scale_log2;
+            s = tok0 + 8 * r + g < len ? s : -INFINITY;
+            sc[i][x] = s;
+            mx[h] = fmaxf(mx[h], s);
+          }
+        }
+        float alpha[2], m_use[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 4));
+          mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 8));
+          mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 16));
+          const float m_new = fmaxf(m[h], mx[h]);
+          m_use[h] = m_new == -INFINITY ? 0.f : m_new;
+          alpha[h] = exp2f(m[h] - m_use[h]);
+          m[h] = m_new;
+          l[h] *= alpha[h];
+          z[h] *= alpha[h];
+        }
+#pragma unroll
+        for (int i = 0; i < kVM; ++i)
+          o[i][0] *= alpha[0], o[i][1] *= alpha[1], o[i][2] *= alpha[0], o[i][3] *= alpha[1];
+        uint32_t ph[kMT][2];
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int r = 2 * i + half;
+            const bool live = tok0 + 8 * r + g < len;
+            const uint32_t sz = cur.vp[r];
+            const float vs = live ? __half2float(__ushort_as_half(uint16_t(sz))) : 0.f;
+            const float vz = live ? __half2float(__ushort_as_half(uint16_t(sz >> 16))) : 0.f;
+            float pv[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const float pe = exp2f(sc[i][2 * half + h] - m_use[h]);
+              l[h] += pe;
+              pv[h] = pe * vs;
+            }
+            ph[i][half] = pack_half2(pv[0], pv[1]);
+            const __half2 hh = *reinterpret_cast<const __half2*>(&ph[i][half]);
+            z[0] += __low2float(hh) * vz;
+            z[1] += __high2float(hh) * vz;
+          }
+        }
+#pragma unroll
+        for (int s = 0; s < kMT; ++s) {
+          const uint32_t b0 = movmatrix_trans(ph[s][0]), b1 = movmatrix_trans(ph[s][1]);
+#pragma unroll
+          for (int mi = 0; mi < kVM; ++mi) {
+            const uint32_t a0 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi);
+            const uint32_t a1 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi + 1);
+            const uint32_t a2 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi);
+            const uint32_t a3 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi + 1);
+            mma_16816(o[mi], a0, a1, a2, a3, b0, b1);
+          }
+        }
+        cur = nxt;
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int x = 4; x < 32; x <<= 1) {
+          l[h] += __shfl_xor_sync(0xffffffffu, l[h], x);
+          z[h] += __shfl_xor_sync(0xffffffffu, z[h], x);
+        }
+      }
+    }
+    if (g == 0) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) smem.cs.m[warp][2 * t + h] = m[h], smem.cs.l[warp][2 * t + h] = l[h];
+    }
+#pragma unroll
+    for (int mi = 0; mi < kVM; ++mi) {
+#pragma unroll
+      for (int x = 0; x < 4; ++x)
+        smem.cs.o[warp][2 * t + (x & 1)][g * (D / 8) + 2 * mi + (x >> 1)] = o[mi][x] - z[x & 1];
+    }
+    sk_segment_store<D>(p, sk, smem.cs, pp, nbr, base, lo);
+  }
+}
+
+template <int BITS>
+void launch_decode_sk(int head_dim, const DecodeParams& p, const SkParams& sk, cudaStream_t stream);
+template <int BITS>
+int decode_sk_ctas_per_sm(int head_dim);
+
 // Host side: instantiated per BITS in decode_kv{4,8,16}.cu.
 template <int BITS>
 void launch_decode(int head_dim, const DecodeParams& p, dim3 grid, cudaStream_t stream);
@@ -614,6 +979,24 @@ void launch_decode(int head_dim, const DecodeParams& p, dim3 grid, cudaStream_t 
       else                                                                                       \
         decode_kernel_tm<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                  \
     }                                                                                            \
+  }
+
+#define QOQ_INSTANTIATE_DECODE_SK(BITS)                                                                      \
+  template <>                                                                                                \
+  void launch_decode_sk<BITS>(int head_dim, const DecodeParams& p, const SkParams& sk, cudaStream_t stream) { \
+    if (head_dim == 64)                                                                                      \
+      decode_kernel_sk<64, BITS><<<sk.ctas, kDecodeWarps * 32, 0, stream>>>(p, sk);                          \
+    else                                                                                                     \
+      decode_kernel_sk<128, BITS><<<sk.ctas, kDecodeWarps * 32, 0, stream>>>(p, sk);                         \
+  }                                                                                                          \
+  template <>                                                                                                \
+  int decode_sk_ctas_per_sm<BITS>(int head_dim) {                                                            \
+    int n = 0;                                                                                               \
+    if (head_dim == 64)                                                                                      \
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel_sk<64, BITS>, kDecodeWarps * 32, 0);   \
+    else                                                                                                     \
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel_sk<128, BITS>, kDecodeWarps * 32, 0);  \
+    return n > 0 ? n : 1;                                                                                    \
   }
 
 }  // namespace qoq::cuda::attn

@@ -2,16 +2,13 @@
 // our KV4 kernel, the same design over an fp16 cache (the baseline of DESIGN §6), KV8, and the simple kernel
 // (CTA per query head, fp32 dequantization) over the KV4 cache. Per case: median over graph replays of several calls,
 // each call reading a different copy of the cache (page tables rotate over >= 512 MB, so KV is not L2-resident).
-// --vs: v3 (stream-K) against v2 (decode_attention_legacy) on KV4 / KV8 only, selected cases, with the L2-prefetch
-// and grid sweeps (no fp16 / simple kernels: their pools take a minute to fill).
-// Usage: bench_attention [--quick | --vs] [--csv FILE]
+// Usage: bench_attention [--quick] [--csv FILE]
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <utility>
 #include <numeric>
 #include <random>
 #include <string>
@@ -20,11 +17,6 @@
 #include "qoq/cuda_attention.h"
 
 namespace qc = qoq::cuda;
-
-namespace qoq::cuda {  // src/kernels/cuda/attention/decode.cu (not in the public header)
-void decode_attention_legacy(const PagedKv& cache, const DecodeArgs& args, AttnStream stream);
-void decode_set_l2_prefetch(int pages);
-}  // namespace qoq::cuda
 
 #define CK(x)                                                                            \
   do {                                                                                   \
@@ -140,11 +132,10 @@ double kv_bytes(int bits, int B, int L) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, vs = false;
+  bool quick = false;
   const char* csv_path = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
-    if (!std::strcmp(argv[i], "--vs")) vs = true;
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
   }
   cudaDeviceProp prop;
@@ -166,87 +157,6 @@ int main(int argc, char** argv) {
                 2.0 * n / us * 1e-6);
     CK(cudaFree(a));
     CK(cudaFree(b));
-  }
-
-  if (vs) {
-    const std::vector<std::pair<int, int>> cases = {{1, 1536},   {1, 4096},   {1, 16384}, {1, 32768}, {16, 4096},
-                                                    {16, 32768}, {64, 1536},  {64, 16384}, {256, 512}, {256, 1536},
-                                                    {256, 4096}, {256, 32768}, {512, 1536}};
-    const size_t pages4 = size_t(256) * 32768 / qc::kKvPageTokens + 64;
-    Pool kv4 = make_pool(4, pages4), kv8 = make_pool(8, pages4 / 2);
-    uint16_t *q, *out;
-    CK(cudaMalloc(&q, size_t(512) * kHq * kD * 2));
-    CK(cudaMalloc(&out, size_t(512) * kHq * kD * 2));
-    CK(cudaMemset(q, 0x3C, size_t(512) * kHq * kD * 2));
-    const size_t wsb = qc::decode_workspace_bytes(512, kHq, kHkv, kD);
-    void* ws;
-    CK(cudaMalloc(&ws, wsb));
-    CK(cudaMemset(ws, 0, wsb));
-    std::mt19937 rng(5);
-    FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
-    if (csv) std::fprintf(csv, "B,L,v3_kv4_us,v3pf0_kv4_us,v2_kv4_us,v3_kv8_us,v2_kv8_us\n");
-    auto fn = [&](const Pool& pl, const Setup& s, int ver, int splits) {
-      return [&, ver, splits](int i, cudaStream_t st) {
-        qc::PagedKv kv{pl.layout, pl.p, s.tables + size_t(i % s.copies) * s.pages_per_copy, s.max_pages};
-        qc::DecodeArgs a;
-        a.q = q, a.lengths = s.lengths, a.batch = s.B, a.n_heads = kHq, a.max_length = s.L, a.scale = 0.0883883f;
-        a.out = out, a.workspace = ws, a.workspace_bytes = wsb, a.splits = splits;
-        if (ver == 2)
-          qc::decode_attention_legacy(kv, a, st);
-        else
-          qc::decode_attention(kv, a, st);
-      };
-    };
-    const int pf_default = 0;
-    std::printf("\n%5s %6s | %8s %8s %8s | %7s %6s | %7s %6s | %8s %8s | %7s\n", "B", "L", "v3 KV4", "v3 pf4", "v2 KV4",
-                "v3 TB/s", "frac", "v2 TB/s", "frac", "v3 KV8", "v2 KV8", "v2/v3");
-    for (auto [B, L] : cases) {
-      const double b4 = kv_bytes(4, B, L), b8 = kv_bytes(8, B, L);
-      Setup s4 = make_setup(B, L, kv4.pages, size_t(b4), rng);
-      const int calls4 = std::max(2, std::min(20, s4.copies));
-      qc::decode_set_l2_prefetch(pf_default);
-      const double t3 = time_graph(fn(kv4, s4, 3, 0), calls4, 15);
-      qc::decode_set_l2_prefetch(4);
-      const double t3n = time_graph(fn(kv4, s4, 3, 0), calls4, 15);
-      qc::decode_set_l2_prefetch(pf_default);
-      const double t2 = time_graph(fn(kv4, s4, 2, 0), calls4, 15);
-      double t38 = NAN, t28 = NAN;
-      if (size_t(B) * s4.max_pages <= kv8.pages) {
-        Setup s8 = make_setup(B, L, kv8.pages, size_t(b8), rng);
-        const int calls8 = std::max(2, std::min(20, s8.copies));
-        t38 = time_graph(fn(kv8, s8, 3, 0), calls8, 15);
-        t28 = time_graph(fn(kv8, s8, 2, 0), calls8, 15);
-        CK(cudaFree(s8.tables));
-        CK(cudaFree(s8.lengths));
-      }
-      std::printf("%5d %6d | %8.1f %8.1f %8.1f | %7.2f %6.2f | %7.2f %6.2f | %8.1f %8.1f | %7.2f\n", B, L, t3, t3n, t2,
-                  b4 / t3 * 1e-6, b4 / t3 * 1e6 / kCopyBw, b4 / t2 * 1e-6, b4 / t2 * 1e6 / kCopyBw, t38, t28, t2 / t3);
-      std::fflush(stdout);
-      if (csv) std::fprintf(csv, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f\n", B, L, t3, t3n, t2, t38, t28);
-      if ((B == 1 && L >= 16384) || (B == 256 && L == 1536) || (B == 16 && L == 32768)) {
-        std::printf("      v3 KV4 L2 prefetch pages sweep:");
-        for (int pf : {0, 1, 2, 4, 8, 32}) {
-          qc::decode_set_l2_prefetch(pf);
-          std::printf(" %d:%.1f", pf, time_graph(fn(kv4, s4, 3, 0), calls4, 15));
-        }
-        std::printf(" us\n      v3 KV4 CTAs per pair (forced) sweep:");
-        const std::vector<int> sw = B == 1 ? std::vector<int>{8, 16, 24, 33, 40, 49, 66, 99}
-                                           : std::vector<int>{1, 2};
-        for (int sp : sw) {
-          for (int pf : {0}) {
-            qc::decode_set_l2_prefetch(pf);
-            std::printf(" %d/pf%d:%.1f", sp, pf, time_graph(fn(kv4, s4, 3, sp), calls4, 15));
-          }
-        }
-        qc::decode_set_l2_prefetch(pf_default);
-        std::printf(" us\n");
-        std::fflush(stdout);
-      }
-      CK(cudaFree(s4.tables));
-      CK(cudaFree(s4.lengths));
-    }
-    if (csv) std::fclose(csv);
-    return 0;
   }
 
   const size_t max_tokens = size_t(512) * 32768;

@@ -23,10 +23,6 @@
 #include "qoq/half.h"
 
 using namespace qoq;
-
-namespace qoq::cuda {
-void decode_attention_legacy(const PagedKv& cache, const DecodeArgs& args, AttnStream stream = nullptr);  // decode.cu
-}
 using cuda::KvCacheLayout;
 using cuda::kKvPageTokens;
 
@@ -106,14 +102,12 @@ struct DecodeCase {
   int D, n_heads, n_kv, bits;
   std::vector<int> lengths;
   int splits = 0;
-  bool legacy = false;  // the v2 kernels (decode_attention_legacy), kept for the side-by-side benchmark
 };
 
 std::string name(const DecodeCase& c) {
   return "D" + std::to_string(c.D) + " H" + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv) + " KV" +
          std::to_string(c.bits) + " B" + std::to_string(c.lengths.size()) + " maxL" +
-         std::to_string(*std::max_element(c.lengths.begin(), c.lengths.end())) + " splits" + std::to_string(c.splits) +
-         (c.legacy ? " v2" : "");
+         std::to_string(*std::max_element(c.lengths.begin(), c.lengths.end())) + " splits" + std::to_string(c.splits);
 }
 
 void run_decode_case(const DecodeCase& c, uint64_t seed) {
@@ -159,13 +153,12 @@ void run_decode_case(const DecodeCase& c, uint64_t seed) {
   a.q = dq.p, a.lengths = lens.p, a.batch = B, a.n_heads = c.n_heads, a.max_length = max_len;
   a.scale = 1.f / std::sqrt(float(D)), a.out = out.p, a.workspace = ws.p, a.workspace_bytes = ws_bytes;
   a.splits = c.splits;
-  auto call = [&] { c.legacy ? cuda::decode_attention_legacy(kv, a) : cuda::decode_attention(kv, a); };
-  call();
+  cuda::decode_attention(kv, a);
   CKV(cudaDeviceSynchronize());
   const std::vector<uint16_t> got = out.download();
   // Second call: the split-K counters must have been left at zero (same result).
   out.poison();
-  call();
+  cuda::decode_attention(kv, a);
   CKV(cudaDeviceSynchronize());
   const std::vector<uint16_t> got2 = out.download();
   EXPECT_EQ(0, std::memcmp(got.data(), got2.data(), got.size() * 2)) << "second call differs";
@@ -239,29 +232,6 @@ TEST(Decode, ForcedSplits) {
   std::mt19937 rng(3);
   for (int splits : {1, 2, 3, 7, 64})
     for (int bits : {4, 16}) run_decode_case({128, 32, 8, bits, ragged(3, 4000, rng), splits}, 200 + splits + bits);
-}
-
-// Stream-K (v3, KV4/KV8): CTA ranges cutting pairs anywhere, CTAs spanning many short pairs (whole pairs written
-// directly, cut ones combined), pairs cut over ~50 CTAs, ranges holding only empty units of short sequences.
-TEST(Decode, StreamK) {
-  std::mt19937 rng(4);
-  for (int bits : {4, 8}) {
-    run_decode_case({128, 32, 8, bits, ragged(512, 200, rng)}, 400 + bits);       // 4096 pairs, ~10 per CTA
-    run_decode_case({128, 32, 8, bits, ragged(40, 9000, rng)}, 410 + bits);
-    run_decode_case({128, 32, 8, bits, {32768, 1, 64, 65, 31, 32, 33}}, 420 + bits);
-    run_decode_case({64, 9, 3, bits, {20000, 5}}, 430 + bits);
-    for (int splits : {5, 19, 100}) run_decode_case({128, 32, 8, bits, ragged(2, 6000, rng), splits}, 440 + splits + bits);
-  }
-  // Batches beyond kSkMaxSeg pairs per CTA range at the default grid.
-  run_decode_case({64, 9, 3, 4, ragged(2048, 40, rng)}, 460);
-}
-
-// The v2 kernels stay in the benchmark as the baseline: keep them correct.
-TEST(Decode, LegacyV2) {
-  std::mt19937 rng(5);
-  run_decode_case({128, 32, 8, 4, {32768}, 0, true}, 500);
-  run_decode_case({128, 32, 8, 4, ragged(64, 2048, rng), 0, true}, 501);
-  run_decode_case({128, 32, 8, 8, ragged(7, 3000, rng), 3, true}, 502);
 }
 
 // ---- RoPE + quantization + paged write.

@@ -33,26 +33,7 @@ size_t decode_workspace_bytes(int batch, int n_heads, int n_kv_heads, int head_d
   return kCounterBytes + size_t(partial_slots(batch, n_kv_heads)) * G * (head_dim + 2) * sizeof(float);
 }
 
-void decode_attention_legacy(const PagedKv& cache, const DecodeArgs& a, AttnStream stream);
-void decode_set_l2_prefetch(int pages);
-
-// L2 prefetch depth of decode_kernel_sk (pages per warp share; 0: off). Benchmarks set it through
-// decode_set_l2_prefetch (declared where used, not in the public header).
-static int g_sk_pf = 0;
-void decode_set_l2_prefetch(int pages) { g_sk_pf = pages < 0 ? 0 : pages > 32 ? 32 : pages; }
-
-static int sm_count() {
-  static const int sms = [] {
-    int dev = 0, n = 132;
-    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-    return n;
-  }();
-  return sms;
-}
-
-// v2 (decode_kernel_tm for KV4/KV8, grid (KV head, sequence, split), last-CTA combine): kept for the side-by-side
-// benchmark (bench_attention) and tests; not in the public header.
-void decode_attention_legacy(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
+void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
   check_args(cache, a);
   if (a.batch == 0 || a.max_length == 0) return;
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim;
@@ -63,7 +44,11 @@ void decode_attention_legacy(const PagedKv& cache, const DecodeArgs& a, AttnStre
   // 142 us, 2 splits 183 us).
   int splits = a.splits;
   if (splits <= 0) {
-    const int sms = sm_count();
+    static const int sms = [] {
+      int dev = 0, n = 132;
+      if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+      return n;
+    }();
     splits = pairs >= sms ? 1 : std::min(std::max((sms + pairs - 1) / pairs, 4), (a.max_length + 255) / 256);
     splits = std::max(1, std::min({splits, partial_slots(a.batch, hkv) / pairs, 256}));
   }
@@ -102,53 +87,6 @@ void decode_attention_legacy(const PagedKv& cache, const DecodeArgs& a, AttnStre
     case 8: attn::launch_decode<8>(D, p, grid, stream); break;
     default: attn::launch_decode<16>(D, p, grid, stream); break;
   }
-  QOQ_CUDA_CHECK_LAUNCH();
-}
-
-// v3 (KV4 / KV8): stream-K over (pair, block) units, grid = resident CTAs (decode_kernel_sk). fp16 keeps v2.
-void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
-  check_args(cache, a);
-  if (a.batch == 0 || a.max_length == 0) return;
-  if (cache.layout.bits == 16) return decode_attention_legacy(cache, a, stream);
-  const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim;
-  const int pairs = a.batch * hkv;
-  const int tok = cache.layout.bits == 4 ? attn::Fmt<128, 4>::kTok : attn::Fmt<128, 8>::kTok;
-  const int nbmax = (a.max_length + tok - 1) / tok;
-  const long long units = (long long)pairs * nbmax;
-  long long ctas;
-  if (a.splits > 0) {
-    ctas = (long long)pairs * a.splits;  // forced (tests, sweeps): about `splits` CTAs per pair
-  } else {
-    static const int per_sm4 = attn::decode_sk_ctas_per_sm<4>(128), per_sm8 = attn::decode_sk_ctas_per_sm<8>(128);
-    ctas = (long long)sm_count() * (cache.layout.bits == 4 ? per_sm4 : per_sm8);
-  }
-  const int slots = partial_slots(a.batch, hkv);
-  ctas = std::min<long long>({ctas, units, (long long)pairs * (attn::kSkMaxContrib - 2), slots / 2});
-  ctas = std::max<long long>(ctas, (pairs + attn::kSkMaxSeg - 3) / (attn::kSkMaxSeg - 2));
-  QOQ_CUDA_REQUIRE(2 * ctas <= slots && size_t(pairs) * 4 <= kCounterBytes,
-                   "decode_attention: batch too large for the workspace");
-  QOQ_CUDA_REQUIRE(a.workspace && a.workspace_bytes >= decode_workspace_bytes(a.batch, a.n_heads, hkv, D),
-                   "decode_attention: workspace missing or too small");
-  attn::DecodeParams p{};
-  char* ws = static_cast<char*>(a.workspace);
-  p.counters = reinterpret_cast<int*>(ws);
-  p.ws_m = reinterpret_cast<float*>(ws + kCounterBytes);
-  p.ws_l = p.ws_m + size_t(slots) * G;
-  p.ws_o = p.ws_l + size_t(slots) * G;
-  p.pool = cache.pool;
-  p.page_table = cache.page_table;
-  p.max_pages = cache.max_pages;
-  p.n_kv_heads = hkv;
-  p.group = G;
-  p.q = a.q;
-  p.lengths = a.lengths;
-  p.scale_log2 = a.scale * 1.4426950408889634f;
-  p.out = a.out;
-  const attn::SkParams sk{nbmax, int(ctas), pairs, g_sk_pf};
-  if (cache.layout.bits == 4)
-    attn::launch_decode_sk<4>(D, p, sk, stream);
-  else
-    attn::launch_decode_sk<8>(D, p, sk, stream);
   QOQ_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,5 +3,4 @@
 
 namespace qoq::cuda::attn {
 QOQ_INSTANTIATE_DECODE(4)
-QOQ_INSTANTIATE_DECODE_SK(4)
 }  // namespace qoq::cuda::attn

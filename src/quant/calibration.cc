@@ -13,7 +13,8 @@ namespace qoq::quant {
 std::vector<std::string> text_files_in(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  QOQ_CHECK_INPUT(fs::is_directory(dir, ec), "calibration: {} is not a directory", dir);
+  QOQ_CHECK_INPUT(fs::is_directory(dir, ec),
+                  "calibration: {} is not a directory (give --calib-dir DIR or --calib FILE...)", dir);
   std::vector<std::string> out;
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.is_regular_file() && e.path().extension() == ".txt") out.push_back(e.path().string());

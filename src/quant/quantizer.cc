@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
@@ -16,8 +17,8 @@
 #include "kernels/cpu/kv_quant.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/norm.h"
-#include "kernels/cpu/qgemm.h"
 #include "kernels/cpu/rope.h"
+#include "model/linear_quant.h"
 #include "qoq/error.h"
 #include "quant/gptq.h"
 #include "quant/grid.h"
@@ -96,30 +97,10 @@ class Timer {
 
 Tensor f32_copy(const Tensor& t) { return t.to(DType::F32); }
 
-// x̂ = s_a * a per token, with a and s_a from the activation quantizer of the integer path (bit-exact with the
-// reference): the float image of the integer path's activations. In place, over the thread pool in chunks of tokens.
-void act_fake_quant(float* x, int64_t m, int64_t k) {
-  parallel_for(
-      m,
-      [&](int64_t b, int64_t e) {
-        std::vector<int8_t> codes(static_cast<size_t>(k));
-        float scale;
-        int32_t sum;
-        for (int64_t r = b; r < e; ++r) {
-          float* row = x + r * k;
-          cpu::quantize_activations(row, 1, k, k, codes.data(), &scale, &sum);
-          for (int64_t i = 0; i < k; ++i) row[i] = scale * float(codes[size_t(i)]);
-        }
-      },
-      64);
-}
-
-// y = fq(x) Ŵᵀ + b, where Ŵ is the dequantized weight [N, K] (x is copied, not modified).
-void fq_linear(const float* x, int64_t m, int64_t k, const std::vector<float>& w_hat, int64_t n, const float* bias,
-               float* y) {
-  std::vector<float> xq(x, x + m * k);
-  act_fake_quant(xq.data(), m, k);
-  cpu::matmul(xq.data(), w_hat.data(), bias, y, m, n, k);
+// y = fq(x) Q(W)ᵀ + b through the fake-quant backend (model/linear_quant.h): the integer path's activation codes
+// and weights, in float.
+void fq_linear(const float* x, int64_t m, const QuantWeight& q, const float* bias, float* y) {
+  make_cpu_fake_quant_linear("calibration", q, bias)->forward(x, m, y);
 }
 
 void matmul_t(const float* x, int64_t m, const Tensor& w, const Tensor* bias, float* y) {
@@ -193,8 +174,10 @@ class Quantizer {
   QuantWeight rtn(const float* w, int64_t n, int64_t k) const;
   WeightGrid grid_for(const float* w, int64_t n, int64_t k, const Hessian* h) const;
   void attention(const float* q, const float* k, const float* v, float* out);
-  double alpha_search_error(const float* xs, int64_t m, const std::vector<float>& w_scaled, int64_t n, int64_t k,
-                            const std::vector<float>& s, const std::vector<float>& y_ref);
+  // The α of `alpha_grid` whose input scales s = scales_for(α) [k] minimize the consumer's output error
+  // ||fq(x ÷ s) Q(W ⊙ s)ᵀ − x Wᵀ||² (W [n, k]) over search_tokens rows of x [M_, k] spread over all windows.
+  float search_alpha(const float* x, int64_t k, const Tensor& w,
+                     const std::function<std::vector<float>(float)>& scales_for) const;
 
   const ModelWeights& w_;
   const QuantizeOptions& o_;
@@ -316,18 +299,27 @@ void rope_windows(float* x, int64_t windows, int64_t T, int64_t heads, int64_t D
   for (int64_t w = 0; w < windows; ++w) cpu::rope_apply(x + w * T * heads * D, T, heads, D, 0, inv_freq);
 }
 
-// Output error ||fq(x ÷ s) Q(W ⊙ s)ᵀ - y_ref||² of a consumer linear whose columns are scaled by s.
-double Quantizer::alpha_search_error(const float* xs, int64_t m, const std::vector<float>& w_scaled, int64_t n,
-                                     int64_t k, const std::vector<float>& s, const std::vector<float>& y_ref) {
-  std::vector<float> x(xs, xs + m * k);
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t i = 0; i < k; ++i) x[size_t(r * k + i)] /= s[size_t(i)];
-  const QuantWeight q = rtn(w_scaled.data(), n, k);
-  std::vector<float> y(size_t(m * n));
-  fq_linear(x.data(), m, k, q.dequantize(), n, nullptr, y.data());
-  double e = 0;
-  for (size_t i = 0; i < y.size(); ++i) e += double(y[i] - y_ref[i]) * double(y[i] - y_ref[i]);
-  return e;
+float Quantizer::search_alpha(const float* x, int64_t k, const Tensor& w,
+                              const std::function<std::vector<float>(float)>& scales_for) const {
+  const int64_t n = w.dim(0), m = std::min<int64_t>(o_.search_tokens, M_);
+  std::vector<float> xs(size_t(m * k));
+  for (int64_t r = 0; r < m; ++r) std::copy_n(x + (r * M_ / m) * k, k, xs.data() + r * k);
+  std::vector<float> y_ref(size_t(m * n)), y(size_t(m * n)), xd(xs.size()), ws(size_t(n * k));
+  cpu::matmul(xs.data(), w.data<float>(), nullptr, y_ref.data(), m, n, k);
+  float alpha = o_.alpha_grid.front();
+  double best = INFINITY;
+  for (float a : o_.alpha_grid) {
+    const std::vector<float> s = scales_for(a);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < k; ++i) ws[size_t(r * k + i)] = w.data<float>()[r * k + i] * s[size_t(i)];
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t i = 0; i < k; ++i) xd[size_t(r * k + i)] = xs[size_t(r * k + i)] / s[size_t(i)];
+    fq_linear(xd.data(), m, rtn(ws.data(), n, k), nullptr, y.data());
+    double e = 0;
+    for (size_t i = 0; i < y.size(); ++i) e += double(y[i] - y_ref[i]) * double(y[i] - y_ref[i]);
+    if (e < best) best = e, alpha = a;
+  }
+  return alpha;
 }
 
 void Quantizer::attention_half(int l, std::vector<float>& x) {
@@ -368,25 +360,9 @@ void Quantizer::attention_half(int l, std::vector<float>& x) {
       });
     if (o_.smooth_linear)
       timer_.run("smooth o_proj", [&] {
-        float alpha = alpha_;
-        if (o_.alpha_search) {
-          const int64_t m = std::min<int64_t>(o_.search_tokens, M);
-          // Tokens spread over all windows, not the first window only.
-          std::vector<float> xs(size_t(m * Q));
-          for (int64_t r = 0; r < m; ++r) std::copy_n(o_in.data() + (r * M / m) * Q, Q, xs.data() + r * Q);
-          std::vector<float> y_ref(size_t(m * H));
-          cpu::matmul(xs.data(), L.o.data<float>(), nullptr, y_ref.data(), m, H, Q);
-          double best = INFINITY;
-          for (float a : o_.alpha_grid) {
-            const std::vector<float> s_kv = smooth_o_proj_scales(ranges, L.o, layout_, a, 1.0f - a);
-            const std::vector<float> s = expand_kv_to_q(s_kv, layout_);
-            std::vector<float> ws(L.o.data<float>(), L.o.data<float>() + H * Q);
-            for (int64_t r = 0; r < H; ++r)
-              for (int64_t i = 0; i < Q; ++i) ws[size_t(r * Q + i)] *= s[size_t(i)];
-            const double e = alpha_search_error(xs.data(), m, ws, H, Q, s, y_ref);
-            if (e < best) best = e, alpha = a;
-          }
-        }
+        const float alpha = !o_.alpha_search ? alpha_ : search_alpha(o_in.data(), Q, L.o, [&](float a) {
+          return expand_kv_to_q(smooth_o_proj_scales(ranges, L.o, layout_, a, 1.0f - a), layout_);
+        });
         o_alpha_.push_back(alpha);
         const std::vector<float> s = smooth_o_proj_scales(ranges, L.o, layout_, alpha, 1.0f - alpha);
         apply_smooth_v_o(L.v, L.bv.defined() ? &L.bv : nullptr, L.o, s, layout_);
@@ -400,9 +376,9 @@ void Quantizer::attention_half(int l, std::vector<float>& x) {
   Hessian h_o(Q);
   timer_.run("calibration forward", [&] {
     auto bias = [](const Tensor& b) { return b.defined() ? b.data<float>() : nullptr; };
-    fq_linear(h.data(), M, H, qq.dequantize(), Q, bias(L.bq), q.data());
-    fq_linear(h.data(), M, H, qk.dequantize(), KV, bias(L.bk), k.data());
-    fq_linear(h.data(), M, H, qv.dequantize(), KV, bias(L.bv), v.data());
+    fq_linear(h.data(), M, qq, bias(L.bq), q.data());
+    fq_linear(h.data(), M, qk, bias(L.bk), k.data());
+    fq_linear(h.data(), M, qv, bias(L.bv), v.data());
     rope_windows(q.data(), windows_, T_, c_.num_heads, D, inv_freq_.data());
     rope_windows(k.data(), windows_, T_, c_.num_kv_heads, D, inv_freq_.data());
     if (o_.kv_bits < 16) {
@@ -414,7 +390,7 @@ void Quantizer::attention_half(int l, std::vector<float>& x) {
   timer_.run("hessians", [&] { h_o.add(o_in.data(), M); });
   const QuantWeight& qo = quantize_linear(p + "o_proj", L.o, &h_o, false);
   timer_.run("calibration forward", [&] {
-    fq_linear(o_in.data(), M, Q, qo.dequantize(), H, nullptr, h.data());
+    fq_linear(o_in.data(), M, qo, nullptr, h.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += h[i];
   });
 }
@@ -445,24 +421,10 @@ void Quantizer::mlp_half(int l, std::vector<float>& x) {
       });
     if (o_.smooth_linear)
       timer_.run("smooth down_proj", [&] {
-        float alpha = alpha_;
         const std::vector<float> wmax = column_absmax(L.down);
-        if (o_.alpha_search) {
-          const int64_t m = std::min<int64_t>(o_.search_tokens, M);
-          std::vector<float> xs(size_t(m * I));
-          for (int64_t r = 0; r < m; ++r) std::copy_n(g.data() + (r * M / m) * I, I, xs.data() + r * I);
-          std::vector<float> y_ref(size_t(m * H));
-          cpu::matmul(xs.data(), L.down.data<float>(), nullptr, y_ref.data(), m, H, I);
-          double best = INFINITY;
-          for (float a : o_.alpha_grid) {
-            const std::vector<float> s = smooth_linear_scales(ranges, wmax, a, 1.0f - a);
-            std::vector<float> ws(L.down.data<float>(), L.down.data<float>() + H * I);
-            for (int64_t r = 0; r < H; ++r)
-              for (int64_t i = 0; i < I; ++i) ws[size_t(r * I + i)] *= s[size_t(i)];
-            const double e = alpha_search_error(xs.data(), m, ws, H, I, s, y_ref);
-            if (e < best) best = e, alpha = a;
-          }
-        }
+        const float alpha = !o_.alpha_search ? alpha_ : search_alpha(g.data(), I, L.down, [&](float a) {
+          return smooth_linear_scales(ranges, wmax, a, 1.0f - a);
+        });
         down_alpha_.push_back(alpha);
         apply_smooth_linear(L.up, nullptr, L.down, smooth_linear_scales(ranges, wmax, alpha, 1.0f - alpha));
       });
@@ -471,14 +433,14 @@ void Quantizer::mlp_half(int l, std::vector<float>& x) {
   const QuantWeight& qu = quantize_linear(p + "up_proj", L.up, &h_gu, false);
   Hessian h_d(I);
   timer_.run("calibration forward", [&] {
-    fq_linear(h.data(), M, H, qg.dequantize(), I, nullptr, g.data());
-    fq_linear(h.data(), M, H, qu.dequantize(), I, nullptr, u.data());
+    fq_linear(h.data(), M, qg, nullptr, g.data());
+    fq_linear(h.data(), M, qu, nullptr, u.data());
     cpu::silu_mul(g.data(), u.data(), g.data(), M * I);
   });
   timer_.run("hessians", [&] { h_d.add(g.data(), M); });
   const QuantWeight& qd = quantize_linear(p + "down_proj", L.down, &h_d, false);
   timer_.run("calibration forward", [&] {
-    fq_linear(g.data(), M, I, qd.dequantize(), H, nullptr, h.data());
+    fq_linear(g.data(), M, qd, nullptr, h.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += h[i];
   });
 }

@@ -11,26 +11,12 @@
 #include "qoq/model.h"
 #include "qoq/tokenizer.h"
 #include "runtime/perplexity.h"
+#include "wiki_test_util.h"
 
 using namespace qoq;
+using qoq::test::wiki_prefix;
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) ADD_FAILURE() << "missing " << path;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The first `lines` lines of wiki.test.raw (a prefix keeps tokenization fast under the sanitizers).
-std::string wiki_prefix(int lines) {
-  const std::string raw = read_file(std::string(QOQ_DATA_DIR) + "/wikitext-2-raw/wiki.test.raw");
-  size_t pos = 0;
-  for (int i = 0; i < lines && pos != std::string::npos; ++i) pos = raw.find('\n', pos + (i ? 1 : 0));
-  return raw.substr(0, pos == std::string::npos ? raw.size() : pos + 1);
-}
 
 PplResult run(const std::string& model_path, const std::string& raw, int ctx, int windows) {
   EXPECT_TRUE(std::filesystem::exists(model_path)) << "missing " << model_path;

@@ -18,23 +18,15 @@
 #include "quant/calibration.h"
 #include "quant/quantizer.h"
 #include "runtime/perplexity.h"
+#include "wiki_test_util.h"
 
 using namespace qoq;
+using qoq::test::wiki_prefix;
 namespace fs = std::filesystem;
 
 namespace {
 
 const std::string kModel = std::string(QOQ_DATA_DIR) + "/stories260K/stories260K.bin";
-
-std::string wiki_prefix(int lines) {
-  std::ifstream in(std::string(QOQ_DATA_DIR) + "/wikitext-2-raw/wiki.test.raw", std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string raw = ss.str();
-  size_t pos = 0;
-  for (int i = 0; i < lines && pos != std::string::npos; ++i) pos = raw.find('\n', pos + (i ? 1 : 0));
-  return raw.substr(0, pos == std::string::npos ? raw.size() : pos + 1);
-}
 
 struct Result {
   double ppl = 0;

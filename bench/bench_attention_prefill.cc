@@ -1,6 +1,8 @@
 // Prefill attention benchmark, Llama-3-8B shape (32 q heads, 8 KV heads, D = 128), causal, one sequence of n tokens
-// (start 0), one process: our kernel over KV4, KV8 and fp16 caches, and the naive kernel (CTA per token and head,
-// fp32 dequantization on CUDA cores) over KV4. Also a chunked case: the last 1024 tokens after 7168 cached positions.
+// (start 0), one process, per cache format (KV4, KV8, fp16): prefill_attention (the wgmma path; its time includes the
+// staging pass that writes the fp16 K/V tiles to the workspace), the mma.sync kernel (prefill_attention_mma, the
+// baseline) and, for KV4 up to 4096 tokens, the naive kernel (CTA per token and head, fp32 dequantization on CUDA
+// cores). Also a chunked case: the last 1024 tokens after 7168 cached positions.
 // TFLOP/s counts causal work: 2 (QK and PV) * 2 flops * n^2 / 2 * D * heads (chunk: 4 * n * (start + n/2) * D * H).
 // Median of cudaEvent-timed calls after a warm-up. Usage: bench_attention_prefill [--csv FILE]
 #include <cuda_runtime.h>
@@ -97,25 +99,34 @@ int main(int argc, char** argv) {
   int32_t *cu, *starts;
   CK(cudaMalloc(&cu, 8));
   CK(cudaMalloc(&starts, 4));
+  const size_t ws_bytes = qc::prefill_workspace_bytes(1, kPages, kHkv, kD);
+  void* ws;
+  CK(cudaMalloc(&ws, ws_bytes));
   FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
-  if (csv) std::fprintf(csv, "start,n,kv4_us,kv8_us,fp16_us,simple_us,kv4_tflops,fp16_tflops\n");
+  if (csv) std::fprintf(csv, "start,n,format,wgmma_us,mma_us,naive_us,wgmma_tflops,mma_tflops\n");
 
-  auto call = [&](int which, int start, int n, bool simple) {
+  enum Kernel { kWgmma, kMma, kNaive };
+  auto call = [&](int which, int start, int n, Kernel k) {
     return [=] {
       const qc::PagedKv kv{{bits_of[which], kHkv, kD}, pools[which], dtab, kPages};
       qc::PrefillArgs a;
       a.q = q, a.cu_tokens = cu, a.starts = starts, a.batch = 1, a.n_heads = kHq, a.max_tokens = n;
-      a.scale = 0.0883883f, a.out = out;
-      if (simple)
+      a.scale = 0.0883883f, a.out = out, a.workspace = ws, a.workspace_bytes = ws_bytes;
+      if (k == kNaive)
         qc::prefill_attention_simple(kv, a);
+      else if (k == kMma)
+        qc::prefill_attention_mma(kv, a);
       else
         qc::prefill_attention(kv, a);
     };
   };
 
-  std::printf("\n%6s %6s | %9s %9s %9s %11s | %8s %8s %8s | %8s %9s\n", "start", "n", "KV4 us", "KV8 us", "FP16 us",
-              "naive us", "KV4 TF/s", "KV8 TF/s", "F16 TF/s", "F16/KV4", "naive/KV4");
+  // Dense fp16 tensor-core rate of the H200 (datasheet ~990 TFLOP/s; wgmma only, mma.sync reaches ~2/3 of it).
+  constexpr double kPeak = 989.0;
+  std::printf("\n%6s %6s %5s | %10s %10s %11s | %9s %9s %8s | %8s %9s\n", "start", "n", "cache", "wgmma us",
+              "mma us", "naive us", "wgmma TF", "mma TF", "frac", "mma/wg", "naive/wg");
   const int cases[][2] = {{0, 1024}, {0, 2048}, {0, 4096}, {0, 8192}, {7168, 1024}};
+  const char* fmt_name[3] = {"KV4", "KV8", "FP16"};
   for (const auto& cs : cases) {
     const int start = cs[0], n = cs[1];
     const int32_t h_cu[2] = {0, n};
@@ -123,17 +134,18 @@ int main(int argc, char** argv) {
     CK(cudaMemcpy(starts, &start, 4, cudaMemcpyHostToDevice));
     const double flops = 4.0 * n * (start + n / 2.0) * kD * kHq;
     const int iters = 15;
-    const double t4 = time_ms(call(0, start, n, false), iters) * 1e3;
-    const double t8 = time_ms(call(1, start, n, false), iters) * 1e3;
-    const double t16 = time_ms(call(2, start, n, false), iters) * 1e3;
-    // The naive kernel is slow: few calls, and only up to 4096 tokens.
-    const double ts = n + start <= 4096 ? time_ms(call(0, start, n, true), 3) * 1e3 : NAN;
-    std::printf("%6d %6d | %9.1f %9.1f %9.1f %11.1f | %8.1f %8.1f %8.1f | %8.2f %9.1f\n", start, n, t4, t8, t16, ts,
-                flops / t4 * 1e-6, flops / t8 * 1e-6, flops / t16 * 1e-6, t16 / t4, ts / t4);
-    std::fflush(stdout);
-    if (csv)
-      std::fprintf(csv, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f\n", start, n, t4, t8, t16, ts, flops / t4 * 1e-6,
-                   flops / t16 * 1e-6);
+    for (int f = 0; f < 3; ++f) {
+      const double tw = time_ms(call(f, start, n, kWgmma), iters) * 1e3;
+      const double tm = time_ms(call(f, start, n, kMma), iters) * 1e3;
+      // The naive kernel is slow: few calls, KV4 only, up to 4096 tokens.
+      const double ts = f == 0 && n + start <= 4096 ? time_ms(call(f, start, n, kNaive), 3) * 1e3 : NAN;
+      std::printf("%6d %6d %5s | %10.1f %10.1f %11.1f | %9.1f %9.1f %8.2f | %8.2f %9.1f\n", start, n, fmt_name[f], tw,
+                  tm, ts, flops / tw * 1e-6, flops / tm * 1e-6, flops / tw * 1e-6 / kPeak, tm / tw, ts / tw);
+      std::fflush(stdout);
+      if (csv)
+        std::fprintf(csv, "%d,%d,%s,%.2f,%.2f,%.2f,%.1f,%.1f\n", start, n, fmt_name[f], tw, tm, ts, flops / tw * 1e-6,
+                     flops / tm * 1e-6);
+    }
   }
   if (csv) std::fclose(csv);
   return 0;

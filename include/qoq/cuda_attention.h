@@ -94,13 +94,28 @@ struct PrefillArgs {
   int max_tokens = 0;   // >= every chunk size n_b; sizes the grid
   float scale = 0.f;    // softmax scale, usually 1/sqrt(head_dim)
   uint16_t* out = nullptr;  // fp16 [tokens, n_heads, head_dim]
+  // Scratch of the wgmma path (head_dim 128): prefill_workspace_bytes(batch, cache.max_pages, ...) bytes. Without it
+  // (or for head_dim 64) prefill_attention runs the mma.sync kernel.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
 };
 
-// Causal prefill attention over the paged cache on tensor cores (FlashAttention-2 form, mma.m16n8k16): each K/V tile
+// Workspace of prefill_attention's wgmma path: the fp16 image of every 128-key tile a call can read (64 KB per tile,
+// sequence and KV head); 0 for head_dim 64 (mma.sync path, no workspace).
+size_t prefill_workspace_bytes(int batch, int max_pages, int n_kv_heads, int head_dim);
+
+// Causal prefill attention over the paged cache. head_dim 128 with a workspace: Hopper wgmma kernel (FlashAttention-3
+// form, src/kernels/cuda/attention/prefill_wgmma.cu): a staging pass writes fp16(x̂) of the K/V tiles the call reads
+// into the workspace (x̂ = scale * (c - zero) in fp32, rounded once: the values below), then a warp-specialized
+// kernel (bulk-copy producer, 2 consumer warpgroups, wgmma for Q K^T and P V, fp32 online softmax). Otherwise the
+// mma.sync kernel (prefill_attention_mma). Both: chunked prefill gives the same bits as one shot.
+void prefill_attention(const PagedKv& cache, const PrefillArgs& args, AttnStream stream = nullptr);
+
+// The mma.sync kernel (FlashAttention-2 form, mma.m16n8k16; the baseline of the wgmma path): each K/V tile
 // is read from its page once per (query tile, KV head) for all query heads of the group and dequantized to fp16
 // x̂ = scale * (c - zero) in shared memory (DESIGN §3: the stored values, the chunk's own tokens too); softmax in
-// fp32. A token's output does not depend on how the prompt was chunked (bit-identical to one shot).
-void prefill_attention(const PagedKv& cache, const PrefillArgs& args, AttnStream stream = nullptr);
+// fp32. A token's output does not depend on how the prompt was chunked (bit-identical to one shot). No workspace.
+void prefill_attention_mma(const PagedKv& cache, const PrefillArgs& args, AttnStream stream = nullptr);
 
 // The naive baseline (benchmarks only): one CTA per (token, query head), one warp per key, fp32 dequantization on
 // CUDA cores. Same arguments.

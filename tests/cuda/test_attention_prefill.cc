@@ -9,6 +9,8 @@
 //      element, moves scores by ~2e-4 and outputs by up to ~2^-12 of |v|; device run 1 measured ~1-3x decode's
 //      tolerance for a coarser fp16 dequantization).
 // Large cases check sampled query rows (first and last of each chunk) to keep the CPU time small.
+// prefill_attention takes its wgmma path for head_dim 128 (a workspace is always passed) and the mma.sync kernel for
+// 64; the MmaSync* tests run the mma.sync kernel (prefill_attention_mma, the benchmark's baseline) at head_dim 128.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -132,6 +134,8 @@ struct Seq {
   int start, n;  // chunk at positions [start, start + n)
 };
 
+bool g_use_mma = false;  // run prefill_attention_mma instead of prefill_attention
+
 struct PrefillCase {
   int D, n_heads, n_kv, bits;
   std::vector<Seq> seqs;
@@ -159,7 +163,14 @@ std::vector<uint16_t> run_gpu(HostCache& hc, const cuda::PagedKv& kv, const std:
   cuda::PrefillArgs a;
   a.q = dq.p, a.cu_tokens = dcu.p, a.starts = dst.p, a.batch = int(seqs.size()), a.n_heads = n_heads;
   a.max_tokens = max_n, a.scale = 1.f / std::sqrt(float(D)), a.out = out.p;
-  cuda::prefill_attention(kv, a);
+  const size_t ws_bytes = cuda::prefill_workspace_bytes(a.batch, kv.max_pages, hc.L.n_kv_heads, D);
+  DevBuf<uint8_t> ws(ws_bytes);
+  CKP(cudaMemset(ws.p, 0xFF, std::max<size_t>(ws_bytes, 1)));  // stale tiles must never be read
+  a.workspace = ws_bytes ? ws.p : nullptr, a.workspace_bytes = ws_bytes;
+  if (g_use_mma)
+    cuda::prefill_attention_mma(kv, a);
+  else
+    cuda::prefill_attention(kv, a);
   CKP(cudaDeviceSynchronize());
   return out.download();
 }
@@ -254,6 +265,7 @@ TEST(Prefill, GqaRatiosAndHeadDims) {
     run_case({64, 9, 3, bits, ragged}, 30 + bits);    // G = 3 (SmolLM2)
     run_case({64, 8, 2, bits, ragged}, 40 + bits);    // G = 4, D = 64
     run_case({128, 16, 2, bits, ragged}, 50 + bits);  // G = 8
+    run_case({128, 24, 8, bits, ragged}, 55 + bits);  // G = 3, D = 128 (126 of 128 rows used)
   }
 }
 
@@ -310,6 +322,17 @@ TEST(Prefill, ChunkedEqualsOneShot) {
   run_chunked(128, 8, 2, 4, 3000, {0, 1000, 1017, 3000}, 70);
   run_chunked(64, 9, 3, 16, 2500, {0, 1, 640, 1333, 2500}, 71);
   run_chunked(128, 16, 2, 8, 2100, {0, 700, 1400, 2100}, 72);
+  run_chunked(128, 12, 4, 16, 1500, {0, 130, 131, 900, 1500}, 73);  // G = 3, fp16 cache
+}
+
+// The mma.sync kernel at head_dim 128 (its D = 64 path runs in every test above).
+TEST(Prefill, MmaSyncKernel) {
+  g_use_mma = true;
+  for (int bits : {4, 8, 16})
+    run_case({128, 32, 8, bits, {{0, 1}, {0, 17}, {64, 128}, {5, 1000}, {2000, 300}, {63, 65}}}, 80 + bits);
+  run_case({128, 8, 2, 4, {{0, 4096}}, 256}, 84);
+  run_chunked(128, 8, 2, 4, 3000, {0, 1000, 1017, 3000}, 85);
+  g_use_mma = false;
 }
 
 }  // namespace

@@ -37,7 +37,18 @@ attn::PrefillParams make_params(const PagedKv& c, const PrefillArgs& a) {
 
 }  // namespace
 
+size_t prefill_workspace_bytes(int batch, int max_pages, int n_kv_heads, int head_dim) {
+  return attn::prefill_wgmma_workspace_bytes(batch, max_pages, n_kv_heads, head_dim);
+}
+
 void prefill_attention(const PagedKv& cache, const PrefillArgs& a, AttnStream stream) {
+  check_args(cache, a);
+  if (a.batch == 0 || a.max_tokens == 0) return;
+  if (attn::launch_prefill_wgmma(cache, a, stream)) return;
+  prefill_attention_mma(cache, a, stream);
+}
+
+void prefill_attention_mma(const PagedKv& cache, const PrefillArgs& a, AttnStream stream) {
   check_args(cache, a);
   if (a.batch == 0 || a.max_tokens == 0) return;
   const attn::PrefillParams p = make_params(cache, a);

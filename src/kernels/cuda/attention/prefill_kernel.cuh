@@ -361,6 +361,11 @@ __global__ void __launch_bounds__(kPrefillWarps * 32, 2) prefill_kernel(const Pr
 template <int BITS>
 void launch_prefill(int head_dim, const PrefillParams& p, dim3 grid, cudaStream_t stream);
 
+// The wgmma path (prefill_wgmma.cu): staging pass + kernel; false (nothing launched) unless head_dim is 128 and the
+// workspace is large enough.
+size_t prefill_wgmma_workspace_bytes(int batch, int max_pages, int n_kv_heads, int head_dim);
+bool launch_prefill_wgmma(const PagedKv& cache, const PrefillArgs& args, cudaStream_t stream);
+
 #define QOQ_INSTANTIATE_PREFILL(BITS)                                                                          \
   template <int D>                                                                                             \
   static void launch_prefill_d##BITS(const PrefillParams& p, dim3 grid, cudaStream_t stream) {                 \

@@ -1,0 +1,431 @@
+// Prefill attention on Hopper warpgroup MMAs (FlashAttention-3 form), head_dim 128, over the paged KV4 / KV8 / fp16
+// cache. Two launches:
+//  1. prefill_stage_kernel: every 128-key tile a prefill reads, per (sequence, KV head), is written to the workspace
+//     as an fp16 image ready for wgmma (K then V, each sw128: prefill_wgmma.cuh), x̂ = scale * (c - zero) in fp32 as
+//     ref::kv_dequantize_head, rounded once to fp16 (the values the mma.sync kernel attends over); positions at or
+//     past the sequence's end are zeros, so no garbage meets a zero probability. fp16 caches are copied.
+//  2. prefill_wgmma_kernel: CTA = (query tile of 128 rows, KV head, sequence), 3 warpgroups. Row = (token, query head
+//     of the group) as in the mma.sync kernel (GQA: one K/V tile serves all G heads). Warpgroup 0 is the producer
+//     (one thread: cp.async.bulk of the next tiles, 64 KB each, into a 3-stage mbarrier ring); warpgroups 1-2 are
+//     consumers of 64 rows each (setmaxnreg 24 / 240): S = Q K^T as 8 wgmma m64n128k16 from shared memory, causal
+//     mask only on tiles that reach past the warpgroup's first query, online softmax in fp32 registers (exp2, scale
+//     folded), then O += P V as 8 wgmma with P from registers and V as the transposed (MN-major) B operand.
+// Tiles are 128 keys aligned to absolute positions and fully masked tiles are exact no-ops, so a row's output depends
+// only on its position: chunked prefill equals one shot bit for bit. CTAs are ordered by work, longest first.
+#include <cuda_fp16.h>
+
+#include <cstdlib>
+
+#include "kernels/cuda/attention/prefill_kernel.cuh"
+#include "kernels/cuda/attention/prefill_wgmma.cuh"
+#include "kernels/cuda/check.h"
+
+namespace qoq::cuda::attn {
+namespace {
+
+constexpr int kD = 128;
+constexpr int kTileN = 128;                        // keys per tile
+constexpr int kCtaRows = 128;                      // (token, head) rows per CTA: 2 consumer warpgroups x 64
+constexpr int kStages = 3;  // 3 x 64 KB + Q 32 KB: the most that fits (227 KB), 1 CTA per SM either way
+constexpr int kHalfBytes = kTileN * kD * 2;        // one K or V tile image: 32 KB
+constexpr int kTileBytes = 2 * kHalfBytes;         // K + V of one tile in the workspace: 64 KB
+constexpr int kQBytes = 64 * kD * 2;               // one consumer's Q rows: 16 KB
+constexpr int kSmemBytes = 2 * kQBytes + kStages * kTileBytes + 128 /* barriers */ + 1024 /* alignment */;
+
+struct StageParams {
+  const uint8_t* pool;
+  const int32_t* page_table;
+  int max_pages;
+  int n_kv_heads;
+  size_t block_bytes;
+  const int32_t* cu_tokens;
+  const int32_t* starts;
+  uint8_t* work;
+  int max_tiles;
+};
+
+struct WgParams {
+  const uint16_t* q;
+  const int32_t* cu_tokens;
+  const int32_t* starts;
+  const uint8_t* work;
+  int max_tiles;
+  int batch;
+  int n_kv_heads;
+  int group;
+  int n_heads;
+  int tokens_per_cta;
+  int n_qt;
+  float scale_log2;
+  uint16_t* out;
+};
+
+// One CTA per (128-key tile, KV head, sequence): 4096 16-byte units (K and V, 128 rows, 16 units).
+template <int BITS>
+__global__ void __launch_bounds__(256) prefill_stage_kernel(const StageParams p) {
+  constexpr int R = kD * BITS / 8;  // bytes of one cached row
+  const int j = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+  const int len = p.starts[b] + p.cu_tokens[b + 1] - p.cu_tokens[b];
+  if (j * kTileN >= len) return;
+  uint8_t* dst = p.work + ((size_t(b) * p.n_kv_heads + kvh) * p.max_tiles + j) * kTileBytes;
+  const int32_t* table = p.page_table + size_t(b) * p.max_pages;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < 2 * kTileN * 16; i += 256) {
+    const int kv = i >> 11, r = (i >> 4) & (kTileN - 1), u = i & 15;
+    const int pos = j * kTileN + r;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (pos < len) {
+      const uint8_t* blk = p.pool + (size_t(table[pos / kKvPageTokens]) * p.n_kv_heads + kvh) * p.block_bytes;
+      const int rr = pos % kKvPageTokens;
+      const uint8_t* row = blk + kv * kKvPageTokens * R + rr * R;
+      if constexpr (BITS == 16) {
+        v = *reinterpret_cast<const uint4*>(row + u * 16);
+      } else {
+        const uint32_t prm = *reinterpret_cast<const uint32_t*>(blk + 2 * kKvPageTokens * R + kv * kKvPageTokens * 4 +
+                                                                rr * 4);
+        const float scale = __half2float(__ushort_as_half(uint16_t(prm & 0xFFFF)));
+        const float zero = __half2float(__ushort_as_half(uint16_t(prm >> 16)));
+        int c[8];
+        if constexpr (BITS == 4) {
+          const uint32_t w = *reinterpret_cast<const uint32_t*>(row + u * 4);  // channel 2i: low nibble of byte i
+#pragma unroll
+          for (int e = 0; e < 8; ++e) c[e] = (w >> (4 * e)) & 15;
+        } else {
+          const uint2 w = *reinterpret_cast<const uint2*>(row + u * 8);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) c[e] = (w.x >> (8 * e)) & 255, c[4 + e] = (w.y >> (8 * e)) & 255;
+        }
+        uint32_t h[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          h[e] = wg::pack_h2(__fmul_rn(__fsub_rn(float(c[2 * e]), zero), scale),
+                             __fmul_rn(__fsub_rn(float(c[2 * e + 1]), zero), scale));
+        v = make_uint4(h[0], h[1], h[2], h[3]);
+      }
+    }
+    *reinterpret_cast<uint4*>(dst + kv * kHalfBytes + wg::sw128_offset(kTileN, r, u)) = v;
+  }
+}
+
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Per-consumer-thread state and the steps of one tile (the two loop schedules below share them).
+struct Consumer {
+  uint32_t sq_addr;
+  int lane;
+  int qpos[2];  // positions of this thread's two rows
+  int wg_qmin;
+  float c;  // scale * log2(e)
+  float m[2], l[2];
+
+  // S = Q K^T of the tile whose K image is at sk_addr (8 wgmma, one commit group).
+  __device__ __forceinline__ void issue_qk(float (&sc)[64], uint32_t sk_addr) const {
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks)
+      wg::wgmma_ss_m64n128k16(sc, wg::desc_sw128(sq_addr + (ks / 4) * (kQBytes / 2) + (ks % 4) * 32, 16, 1024),
+                              wg::desc_sw128(sk_addr + (ks / 4) * (kHalfBytes / 2) + (ks % 4) * 32, 16, 1024), ks);
+    wg::wgmma_commit();
+  }
+  // O += P V of the tile whose V image is at sv_addr.
+  __device__ __forceinline__ static void issue_pv(float (&o)[64], const uint32_t (&pa)[8][4], uint32_t sv_addr) {
+#pragma unroll
+    for (int kk = 0; kk < kTileN / 16; ++kk)
+      wg::wgmma_rs_m64n128k16_tb(o, pa[kk], wg::desc_sw128(sv_addr + kk * 2048, kHalfBytes / 2, 1024));
+    wg::wgmma_commit();
+  }
+  // Causal mask (only on tiles reaching past the warpgroup's first query), online softmax: sc becomes P (fp32),
+  // alpha the factor O must be scaled by before this tile's P V.
+  __device__ __forceinline__ void softmax(float (&sc)[64], int j, float (&alpha)[2]) {
+    if (j * kTileN + kTileN - 1 > wg_qmin) {
+#pragma unroll
+      for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int kp = j * kTileN + 8 * nt + 2 * (lane & 3) + (e & 1);
+          if (kp > qpos[e >> 1]) sc[4 * nt + e] = -INFINITY;
+        }
+    }
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      float mx = m[hf];
+#pragma unroll
+      for (int nt = 0; nt < 16; ++nt) mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
+      mx = quad_max(mx);
+      // Tile 0 holds key 0 <= every query, so mx is finite; the guard only keeps NaN out regardless.
+      const float mc = mx == -INFINITY ? 0.f : __fmul_rn(mx, c);
+      // Plain products: a tile that moves no maximum gives alpha == 1 exactly (chunking relies on it).
+      alpha[hf] = exp2_approx(__fmul_rn(m[hf], c) - mc);
+      m[hf] = mx;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float pe = exp2_approx(fmaf(sc[4 * nt + 2 * hf + e], c, -mc));
+          sc[4 * nt + 2 * hf + e] = pe;
+          sum += pe;
+        }
+      l[hf] = l[hf] * alpha[hf] + sum;
+    }
+  }
+  __device__ __forceinline__ static void rescale(float (&o)[64], const float (&alpha)[2]) {
+#pragma unroll
+    for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[4 * nt + e] *= alpha[e >> 1];
+  }
+  __device__ __forceinline__ static void pack(const float (&sc)[64], uint32_t (&pa)[8][4]) {
+    wg::pack_a<0>(sc, pa[0]);
+    wg::pack_a<1>(sc, pa[1]);
+    wg::pack_a<2>(sc, pa[2]);
+    wg::pack_a<3>(sc, pa[3]);
+    wg::pack_a<4>(sc, pa[4]);
+    wg::pack_a<5>(sc, pa[5]);
+    wg::pack_a<6>(sc, pa[6]);
+    wg::pack_a<7>(sc, pa[7]);
+  }
+};
+
+// kOverlap = false: per tile S = QK^T, wait, softmax, O += PV, wait (the two consumer warpgroups overlap each other).
+// kOverlap = true (FlashAttention-3's intra-warpgroup overlap): S_{j+1} = Q K_{j+1} and O += P_j V_j are issued
+// together and the softmax of tile j+1 runs while P_j V_j is in the tensor cores.
+template <bool kOverlap>
+__global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p) {
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* stage_base = smem + 2 * kQBytes;
+  uint64_t* full_k = reinterpret_cast<uint64_t*>(stage_base + kStages * kTileBytes);
+  uint64_t* full_v = full_k + kStages;
+  uint64_t* empty = full_v + kStages;
+
+  // Longest query tiles first (qt descending), then sequence, KV head.
+  const int per_qt = p.batch * p.n_kv_heads;
+  const int qt = p.n_qt - 1 - int(blockIdx.x) / per_qt;
+  const int rem = int(blockIdx.x) % per_qt, b = rem / p.n_kv_heads, kvh = rem % p.n_kv_heads;
+  const int tok0 = p.cu_tokens[b], n = p.cu_tokens[b + 1] - tok0;
+  const int t0 = qt * p.tokens_per_cta;
+  if (t0 >= n) return;  // whole CTA
+  const int G = p.group, start = p.starts[b];
+  const int nq = min(p.tokens_per_cta, n - t0);
+  const int rows = nq * G;
+  const int ctx_end = start + t0 + nq;
+  const int n_tiles = (ctx_end + kTileN - 1) / kTileN;
+  const int tid = threadIdx.x, wgi = tid / 128;
+
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      wg::mbar_init(&full_k[s], 1);
+      wg::mbar_init(&full_v[s], 1);
+      wg::mbar_init(&empty[s], 8);  // one arrival per consumer warp
+    }
+    wg::fence_mbar_init();
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    // Producer: one thread streams the tiles through the ring.
+    wg::setmaxnreg_dec<24>();
+    if (tid == 0) {
+      const uint8_t* src = p.work + (size_t(b) * p.n_kv_heads + kvh) * p.max_tiles * size_t(kTileBytes);
+      for (int j = 0; j < n_tiles; ++j) {
+        const int s = j % kStages;
+        if (j >= kStages) wg::mbar_wait(&empty[s], ((j / kStages) + 1) & 1);
+        uint8_t* dk = stage_base + s * kTileBytes;
+        wg::mbar_expect_tx(&full_k[s], kHalfBytes);
+        wg::bulk_g2s(dk, src + size_t(j) * kTileBytes, kHalfBytes, &full_k[s]);
+        wg::mbar_expect_tx(&full_v[s], kHalfBytes);
+        wg::bulk_g2s(dk + kHalfBytes, src + size_t(j) * kTileBytes + kHalfBytes, kHalfBytes, &full_v[s]);
+      }
+    }
+  } else {
+    wg::setmaxnreg_inc<240>();
+    const int cw = wgi - 1, wt = tid - 128 * wgi, warp = wt / 32, lane = tid % 32;
+    uint8_t* sq = smem + cw * kQBytes;
+    const int wrow0 = 64 * cw;
+    const size_t head0 = size_t(kvh) * G;
+    // Q rows of this warpgroup into its sw128 image (zeros past `rows`).
+    for (int i = wt; i < 64 * 16; i += 128) {
+      const int r = i / 16, u = i % 16, gr = wrow0 + r;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (gr < rows)
+        v = __ldg(reinterpret_cast<const uint4*>(p.q + (size_t(tok0 + t0 + gr / G) * p.n_heads + head0 + gr % G) * kD) +
+                  u);
+      *reinterpret_cast<uint4*>(sq + wg::sw128_offset(64, r, u)) = v;
+    }
+    wg::fence_proxy_async();
+    wg::named_bar(1 + cw, 128);
+
+    Consumer cs;
+    cs.sq_addr = wg::smem_u32(sq);
+    cs.lane = lane;
+    cs.wg_qmin = start + t0 + wrow0 / G;
+    cs.c = p.scale_log2;
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int r = wrow0 + 16 * warp + lane / 4 + 8 * hf;
+      cs.qpos[hf] = start + t0 + (r < rows ? r : 0) / G;  // padding rows: computed, never stored
+      cs.m[hf] = -INFINITY, cs.l[hf] = 0.f;
+    }
+    // Tiles after this warpgroup's last query are masked for all its rows: skipped (an exact no-op), but still
+    // waited for and released. An idle warpgroup (no rows) computes nothing.
+    const int wg_qmax = start + t0 + min(wrow0 + 63, rows - 1) / G;
+    const int n_work = wrow0 < rows ? min(n_tiles, wg_qmax / kTileN + 1) : 0;
+    auto k_addr = [&](int j) { return wg::smem_u32(stage_base + (j % kStages) * kTileBytes); };
+    auto release = [&](int j) {
+      __syncwarp();
+      if (lane == 0) wg::mbar_arrive(&empty[j % kStages]);
+    };
+    auto wait_k = [&](int j) { wg::mbar_wait(&full_k[j % kStages], (j / kStages) & 1); };
+    auto wait_v = [&](int j) { wg::mbar_wait(&full_v[j % kStages], (j / kStages) & 1); };
+
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] = 0.f;
+    if constexpr (!kOverlap) {
+      for (int j = 0; j < n_work; ++j) {
+        float sc[64], alpha[2];
+        uint32_t pa[8][4];
+        wait_k(j);
+        wg::wgmma_fence();
+        cs.issue_qk(sc, k_addr(j));
+        wg::wgmma_wait<0>();
+        wg::reg_fence(sc);
+        cs.softmax(sc, j, alpha);
+        Consumer::rescale(o, alpha);
+        Consumer::pack(sc, pa);
+        wait_v(j);
+        wg::reg_fence(o);
+        wg::wgmma_fence();
+        Consumer::issue_pv(o, pa, k_addr(j) + kHalfBytes);
+        wg::wgmma_wait<0>();
+        wg::reg_fence(o);
+        release(j);
+      }
+    } else if (n_work > 0) {
+      float sc[64], alpha[2];
+      uint32_t pa[8][4];
+      wait_k(0);
+      wg::wgmma_fence();
+      cs.issue_qk(sc, k_addr(0));
+      wg::wgmma_wait<0>();
+      wg::reg_fence(sc);
+      cs.softmax(sc, 0, alpha);  // O is zero: alpha unused
+      Consumer::pack(sc, pa);
+      for (int j = 1; j < n_work; ++j) {
+        wait_k(j);
+        wait_v(j - 1);
+        wg::reg_fence(o);
+        wg::wgmma_fence();
+        cs.issue_qk(sc, k_addr(j));
+        Consumer::issue_pv(o, pa, k_addr(j - 1) + kHalfBytes);
+        wg::wgmma_wait<1>();  // S_j landed; P_{j-1} V_{j-1} may still run
+        wg::reg_fence(sc);
+        cs.softmax(sc, j, alpha);
+        wg::wgmma_wait<0>();
+        wg::reg_fence(o);
+        release(j - 1);
+        Consumer::rescale(o, alpha);
+        Consumer::pack(sc, pa);
+      }
+      wait_v(n_work - 1);
+      wg::reg_fence(o);
+      wg::wgmma_fence();
+      Consumer::issue_pv(o, pa, k_addr(n_work - 1) + kHalfBytes);
+      wg::wgmma_wait<0>();
+      wg::reg_fence(o);
+      release(n_work - 1);
+    }
+    for (int j = n_work; j < n_tiles; ++j) {
+      wait_k(j);
+      wait_v(j);
+      release(j);
+    }
+
+    if (wrow0 < rows) {
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const float inv = 1.f / quad_sum(cs.l[hf]);
+        const int r = wrow0 + 16 * warp + lane / 4 + 8 * hf;
+        if (r < rows) {
+          uint16_t* dst = p.out + (size_t(tok0 + t0 + r / G) * p.n_heads + head0 + r % G) * kD + 2 * (lane & 3);
+#pragma unroll
+          for (int nt = 0; nt < 16; ++nt)
+            *reinterpret_cast<uint32_t*>(dst + 8 * nt) =
+                wg::pack_h2(o[4 * nt + 2 * hf] * inv, o[4 * nt + 2 * hf + 1] * inv);
+        }
+      }
+    }
+  }
+}
+
+template <bool kOverlap>
+void launch_kernel(const WgParams& p, unsigned ctas, cudaStream_t stream) {
+  static const bool configured = [] {
+    return cudaFuncSetAttribute(prefill_wgmma_kernel<kOverlap>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                kSmemBytes) == cudaSuccess;
+  }();
+  (void)configured;
+  prefill_wgmma_kernel<kOverlap><<<ctas, 384, kSmemBytes, stream>>>(p);
+}
+
+// Loop schedule: QOQ_PREFILL_WGMMA_SCHEDULE=0 (serial) or 1 (intra-warpgroup overlap, the default); for benchmarks.
+int schedule() {
+  static const int v = [] {
+    const char* e = std::getenv("QOQ_PREFILL_WGMMA_SCHEDULE");
+    return e ? std::atoi(e) : 1;
+  }();
+  return v;
+}
+
+}  // namespace
+
+size_t prefill_wgmma_workspace_bytes(int batch, int max_pages, int n_kv_heads, int head_dim) {
+  if (head_dim != kD) return 0;
+  const int max_tiles = (max_pages * kKvPageTokens + kTileN - 1) / kTileN;
+  return size_t(batch) * n_kv_heads * max_tiles * kTileBytes;
+}
+
+// Returns false (launching nothing) when the shape is not the wgmma kernel's (head_dim 128, workspace large enough).
+bool launch_prefill_wgmma(const PagedKv& c, const PrefillArgs& a, cudaStream_t stream) {
+  const KvCacheLayout& L = c.layout;
+  const size_t need = prefill_wgmma_workspace_bytes(a.batch, c.max_pages, L.n_kv_heads, L.head_dim);
+  if (L.head_dim != kD || a.workspace == nullptr || a.workspace_bytes < need) return false;
+  const int max_tiles = (c.max_pages * kKvPageTokens + kTileN - 1) / kTileN;
+  StageParams sp{c.pool, c.page_table, c.max_pages, L.n_kv_heads, L.block_bytes(), a.cu_tokens, a.starts,
+                 static_cast<uint8_t*>(a.workspace), max_tiles};
+  const dim3 sgrid(max_tiles, L.n_kv_heads, a.batch);
+  switch (L.bits) {
+    case 4: prefill_stage_kernel<4><<<sgrid, 256, 0, stream>>>(sp); break;
+    case 8: prefill_stage_kernel<8><<<sgrid, 256, 0, stream>>>(sp); break;
+    default: prefill_stage_kernel<16><<<sgrid, 256, 0, stream>>>(sp); break;
+  }
+  QOQ_CUDA_CHECK_LAUNCH();
+  WgParams p{};
+  p.q = a.q;
+  p.cu_tokens = a.cu_tokens;
+  p.starts = a.starts;
+  p.work = static_cast<const uint8_t*>(a.workspace);
+  p.max_tiles = max_tiles;
+  p.batch = a.batch;
+  p.n_kv_heads = L.n_kv_heads;
+  p.group = a.n_heads / L.n_kv_heads;
+  p.n_heads = a.n_heads;
+  p.tokens_per_cta = kCtaRows / p.group;
+  p.n_qt = (a.max_tokens + p.tokens_per_cta - 1) / p.tokens_per_cta;
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.out = a.out;
+  const long long ctas = (long long)p.n_qt * a.batch * L.n_kv_heads;
+  QOQ_CUDA_REQUIRE(ctas < (1LL << 31), "prefill_attention: grid too large");
+  if (schedule() == 0)
+    launch_kernel<false>(p, unsigned(ctas), stream);
+  else
+    launch_kernel<true>(p, unsigned(ctas), stream);
+  QOQ_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+}  // namespace qoq::cuda::attn

@@ -4,12 +4,14 @@
 // baseline) and, for KV4 up to 4096 tokens, the naive kernel (CTA per token and head, fp32 dequantization on CUDA
 // cores). Also a chunked case: the last 1024 tokens after 7168 cached positions.
 // TFLOP/s counts causal work: 2 (QK and PV) * 2 flops * n^2 / 2 * D * heads (chunk: 4 * n * (start + n/2) * D * H).
-// Median of cudaEvent-timed calls after a warm-up. Usage: bench_attention_prefill [--csv FILE]
+// Median of cudaEvent-timed calls after a warm-up.
+// Usage: bench_attention_prefill [--csv FILE] [--only N (the start-0 case of N tokens, KV4, wgmma path once: profiling)]
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -70,8 +72,11 @@ double time_ms(F f, int iters) {
 
 int main(int argc, char** argv) {
   const char* csv_path = nullptr;
-  for (int i = 1; i < argc; ++i)
+  int only = 0;
+  for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = std::atoi(argv[++i]);
+  }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
@@ -127,6 +132,14 @@ int main(int argc, char** argv) {
               "mma us", "naive us", "wgmma TF", "mma TF", "frac", "mma/wg", "naive/wg");
   const int cases[][2] = {{0, 1024}, {0, 2048}, {0, 4096}, {0, 8192}, {7168, 1024}};
   const char* fmt_name[3] = {"KV4", "KV8", "FP16"};
+  if (only > 0) {
+    const int32_t h_cu[2] = {0, only}, zero = 0;
+    CK(cudaMemcpy(cu, h_cu, 8, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(starts, &zero, 4, cudaMemcpyHostToDevice));
+    call(0, 0, only, kWgmma)();
+    CK(cudaDeviceSynchronize());
+    return 0;
+  }
   for (const auto& cs : cases) {
     const int start = cs[0], n = cs[1];
     const int32_t h_cu[2] = {0, n};

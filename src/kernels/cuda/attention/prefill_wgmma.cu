@@ -190,11 +190,14 @@ struct Consumer {
   }
 };
 
-// kOverlap = false: per tile S = QK^T, wait, softmax, O += PV, wait (the two consumer warpgroups overlap each other).
-// kOverlap = true (FlashAttention-3's intra-warpgroup overlap): S_{j+1} = Q K_{j+1} and O += P_j V_j are issued
-// together and the softmax of tile j+1 runs while P_j V_j is in the tensor cores.
-template <bool kOverlap>
+// Loop schedules. kSched 0: per tile S = QK^T, wait, softmax, O += PV, wait (the two consumer warpgroups overlap each
+// other only as they drift). 1 (FlashAttention-3's intra-warpgroup overlap): S_{j+1} = Q K_{j+1} and O += P_j V_j are
+// issued together and the softmax of tile j+1 runs while P_j V_j is in the tensor cores. 2: 1 plus FlashAttention-3's
+// ping-pong: the warpgroups take turns issuing their MMAs (named barriers 3 and 4), so one's softmax runs under the
+// other's MMAs; both then run every tile (no skipping of fully masked ones, exact no-ops) so their turns pair up.
+template <int kSched>
 __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p) {
+  constexpr bool kOverlap = kSched >= 1, kPingpong = kSched == 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint8_t* stage_base = smem + 2 * kQBytes;
@@ -273,7 +276,18 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
     // Tiles after this warpgroup's last query are masked for all its rows: skipped (an exact no-op), but still
     // waited for and released. An idle warpgroup (no rows) computes nothing.
     const int wg_qmax = start + t0 + min(wrow0 + 63, rows - 1) / G;
-    const int n_work = wrow0 < rows ? min(n_tiles, wg_qmax / kTileN + 1) : 0;
+    const int n_work = kPingpong ? n_tiles : wrow0 < rows ? min(n_tiles, wg_qmax / kTileN + 1) : 0;
+    // Ping-pong turns: warpgroup 0 issues first; a turn starts on its own barrier and hands over on the other's. The
+    // second warpgroup skips its last hand-over so no arrival is left pending at exit.
+    auto turn_begin = [&] {
+      if constexpr (kPingpong) wg::named_bar(3 + cw, 256);
+    };
+    auto turn_end = [&](bool last) {
+      if constexpr (kPingpong)
+        if (!(last && cw == 1)) wg::named_bar_arrive(3 + (1 - cw), 256);
+    };
+    if constexpr (kPingpong)
+      if (cw == 1) wg::named_bar_arrive(3, 256);
     auto k_addr = [&](int j) { return wg::smem_u32(stage_base + (j % kStages) * kTileBytes); };
     auto release = [&](int j) {
       __syncwarp();
@@ -309,8 +323,10 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
       float sc[64], alpha[2];
       uint32_t pa[8][4];
       wait_k(0);
+      turn_begin();
       wg::wgmma_fence();
       cs.issue_qk(sc, k_addr(0));
+      turn_end(false);
       wg::wgmma_wait<0>();
       wg::reg_fence(sc);
       cs.softmax(sc, 0, alpha);  // O is zero: alpha unused
@@ -319,9 +335,11 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
         wait_k(j);
         wait_v(j - 1);
         wg::reg_fence(o);
+        turn_begin();
         wg::wgmma_fence();
         cs.issue_qk(sc, k_addr(j));
         Consumer::issue_pv(o, pa, k_addr(j - 1) + kHalfBytes);
+        turn_end(false);
         wg::wgmma_wait<1>();  // S_j landed; P_{j-1} V_{j-1} may still run
         wg::reg_fence(sc);
         cs.softmax(sc, j, alpha);
@@ -333,8 +351,10 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
       }
       wait_v(n_work - 1);
       wg::reg_fence(o);
+      turn_begin();
       wg::wgmma_fence();
       Consumer::issue_pv(o, pa, k_addr(n_work - 1) + kHalfBytes);
+      turn_end(true);
       wg::wgmma_wait<0>();
       wg::reg_fence(o);
       release(n_work - 1);
@@ -362,17 +382,17 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
   }
 }
 
-template <bool kOverlap>
+template <int kSched>
 void launch_kernel(const WgParams& p, unsigned ctas, cudaStream_t stream) {
   static const bool configured = [] {
-    return cudaFuncSetAttribute(prefill_wgmma_kernel<kOverlap>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    return cudaFuncSetAttribute(prefill_wgmma_kernel<kSched>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 kSmemBytes) == cudaSuccess;
   }();
   (void)configured;
-  prefill_wgmma_kernel<kOverlap><<<ctas, 384, kSmemBytes, stream>>>(p);
+  prefill_wgmma_kernel<kSched><<<ctas, 384, kSmemBytes, stream>>>(p);
 }
 
-// Loop schedule: QOQ_PREFILL_WGMMA_SCHEDULE=0 (serial) or 1 (intra-warpgroup overlap, the default); for benchmarks.
+// Loop schedule (see the kernel): QOQ_PREFILL_WGMMA_SCHEDULE=0, 1 (the default) or 2; for benchmarks.
 int schedule() {
   static const int v = [] {
     const char* e = std::getenv("QOQ_PREFILL_WGMMA_SCHEDULE");
@@ -420,10 +440,11 @@ bool launch_prefill_wgmma(const PagedKv& c, const PrefillArgs& a, cudaStream_t s
   p.out = a.out;
   const long long ctas = (long long)p.n_qt * a.batch * L.n_kv_heads;
   QOQ_CUDA_REQUIRE(ctas < (1LL << 31), "prefill_attention: grid too large");
-  if (schedule() == 0)
-    launch_kernel<false>(p, unsigned(ctas), stream);
-  else
-    launch_kernel<true>(p, unsigned(ctas), stream);
+  switch (schedule()) {
+    case 0: launch_kernel<0>(p, unsigned(ctas), stream); break;
+    case 2: launch_kernel<2>(p, unsigned(ctas), stream); break;
+    default: launch_kernel<1>(p, unsigned(ctas), stream); break;
+  }
   QOQ_CUDA_CHECK_LAUNCH();
   return true;
 }

@@ -14,6 +14,7 @@
 // only on its position: chunked prefill equals one shot bit for bit. CTAs are ordered by work, longest first.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "kernels/cuda/attention/prefill_kernel.cuh"
@@ -190,11 +191,40 @@ struct Consumer {
   }
 };
 
+// A work item: (query tile, sequence, KV head), numbered longest first (qt descending).
+struct Item {
+  int b, kvh, tok0, t0, start, nq, rows, ctx_end, n_tiles;
+  __device__ __forceinline__ bool load(const WgParams& p, int idx) {
+    const int per_qt = p.batch * p.n_kv_heads;
+    const int qt = p.n_qt - 1 - idx / per_qt, rem = idx % per_qt;
+    b = rem / p.n_kv_heads, kvh = rem % p.n_kv_heads;
+    tok0 = p.cu_tokens[b];
+    const int n = p.cu_tokens[b + 1] - tok0;
+    t0 = qt * p.tokens_per_cta;
+    if (t0 >= n) return false;  // past this sequence's chunk (ragged batch)
+    start = p.starts[b];
+    nq = min(p.tokens_per_cta, n - t0);
+    rows = nq * p.group;
+    ctx_end = start + t0 + nq;
+    n_tiles = (ctx_end + kTileN - 1) / kTileN;
+    return true;
+  }
+};
+
+// Item of a CTA's k-th step: snake order over the grid (even rounds left to right, odd right to left), which balances
+// the longest-first list as well as a dynamic queue (a grid of one CTA per item takes item blockIdx.x).
+__device__ __forceinline__ int item_index(int k) {
+  const int g = int(gridDim.x), x = int(blockIdx.x);
+  return k * g + ((k & 1) ? g - 1 - x : x);
+}
+
 // Loop schedules. kSched 0: per tile S = QK^T, wait, softmax, O += PV, wait (the two consumer warpgroups overlap each
 // other only as they drift). 1 (FlashAttention-3's intra-warpgroup overlap): S_{j+1} = Q K_{j+1} and O += P_j V_j are
 // issued together and the softmax of tile j+1 runs while P_j V_j is in the tensor cores. 2: 1 plus FlashAttention-3's
 // ping-pong: the warpgroups take turns issuing their MMAs (named barriers 3 and 4), so one's softmax runs under the
 // other's MMAs; both then run every tile (no skipping of fully masked ones, exact no-ops) so their turns pair up.
+// Persistent or not, the kernel walks items item_index(0), item_index(1), ... while they exist; the stage ring and
+// its phases run on across items, so the producer fetches the next item's tiles during the current one's tail.
 template <int kSched>
 __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p) {
   constexpr bool kOverlap = kSched >= 1, kPingpong = kSched == 2;
@@ -204,19 +234,7 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
   uint64_t* full_k = reinterpret_cast<uint64_t*>(stage_base + kStages * kTileBytes);
   uint64_t* full_v = full_k + kStages;
   uint64_t* empty = full_v + kStages;
-
-  // Longest query tiles first (qt descending), then sequence, KV head.
-  const int per_qt = p.batch * p.n_kv_heads;
-  const int qt = p.n_qt - 1 - int(blockIdx.x) / per_qt;
-  const int rem = int(blockIdx.x) % per_qt, b = rem / p.n_kv_heads, kvh = rem % p.n_kv_heads;
-  const int tok0 = p.cu_tokens[b], n = p.cu_tokens[b + 1] - tok0;
-  const int t0 = qt * p.tokens_per_cta;
-  if (t0 >= n) return;  // whole CTA
-  const int G = p.group, start = p.starts[b];
-  const int nq = min(p.tokens_per_cta, n - t0);
-  const int rows = nq * G;
-  const int ctx_end = start + t0 + nq;
-  const int n_tiles = (ctx_end + kTileN - 1) / kTileN;
+  const int n_items = p.n_qt * p.batch * p.n_kv_heads;
   const int tid = threadIdx.x, wgi = tid / 128;
 
   if (tid == 0) {
@@ -230,169 +248,199 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
   __syncthreads();
 
   if (wgi == 0) {
-    // Producer: one thread streams the tiles through the ring.
+    // Producer: one thread streams the tiles of this CTA's items through the ring.
     wg::setmaxnreg_dec<24>();
     if (tid == 0) {
-      const uint8_t* src = p.work + (size_t(b) * p.n_kv_heads + kvh) * p.max_tiles * size_t(kTileBytes);
-      for (int j = 0; j < n_tiles; ++j) {
-        const int s = j % kStages;
-        if (j >= kStages) wg::mbar_wait(&empty[s], ((j / kStages) + 1) & 1);
-        uint8_t* dk = stage_base + s * kTileBytes;
-        wg::mbar_expect_tx(&full_k[s], kHalfBytes);
-        wg::bulk_g2s(dk, src + size_t(j) * kTileBytes, kHalfBytes, &full_k[s]);
-        wg::mbar_expect_tx(&full_v[s], kHalfBytes);
-        wg::bulk_g2s(dk + kHalfBytes, src + size_t(j) * kTileBytes + kHalfBytes, kHalfBytes, &full_v[s]);
+      int g = 0;  // tiles issued so far (all items)
+      for (int k = 0;; ++k) {
+        const int idx = item_index(k);
+        if (idx >= n_items) break;
+        Item it;
+        if (!it.load(p, idx)) continue;
+        const uint8_t* src = p.work + (size_t(it.b) * p.n_kv_heads + it.kvh) * p.max_tiles * size_t(kTileBytes);
+        for (int j = 0; j < it.n_tiles; ++j, ++g) {
+          const int s = g % kStages;
+          if (g >= kStages) wg::mbar_wait(&empty[s], ((g / kStages) + 1) & 1);
+          uint8_t* dk = stage_base + s * kTileBytes;
+          wg::mbar_expect_tx(&full_k[s], kHalfBytes);
+          wg::bulk_g2s(dk, src + size_t(j) * kTileBytes, kHalfBytes, &full_k[s]);
+          wg::mbar_expect_tx(&full_v[s], kHalfBytes);
+          wg::bulk_g2s(dk + kHalfBytes, src + size_t(j) * kTileBytes + kHalfBytes, kHalfBytes, &full_v[s]);
+        }
       }
     }
   } else {
     wg::setmaxnreg_inc<240>();
     const int cw = wgi - 1, wt = tid - 128 * wgi, warp = wt / 32, lane = tid % 32;
     uint8_t* sq = smem + cw * kQBytes;
-    const int wrow0 = 64 * cw;
-    const size_t head0 = size_t(kvh) * G;
-    // Q rows of this warpgroup into its sw128 image (zeros past `rows`).
-    for (int i = wt; i < 64 * 16; i += 128) {
-      const int r = i / 16, u = i % 16, gr = wrow0 + r;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (gr < rows)
-        v = __ldg(reinterpret_cast<const uint4*>(p.q + (size_t(tok0 + t0 + gr / G) * p.n_heads + head0 + gr % G) * kD) +
-                  u);
-      *reinterpret_cast<uint4*>(sq + wg::sw128_offset(64, r, u)) = v;
-    }
-    wg::fence_proxy_async();
-    wg::named_bar(1 + cw, 128);
-
-    Consumer cs;
-    cs.sq_addr = wg::smem_u32(sq);
-    cs.lane = lane;
-    cs.wg_qmin = start + t0 + wrow0 / G;
-    cs.c = p.scale_log2;
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      const int r = wrow0 + 16 * warp + lane / 4 + 8 * hf;
-      cs.qpos[hf] = start + t0 + (r < rows ? r : 0) / G;  // padding rows: computed, never stored
-      cs.m[hf] = -INFINITY, cs.l[hf] = 0.f;
-    }
-    // Tiles after this warpgroup's last query are masked for all its rows: skipped (an exact no-op), but still
-    // waited for and released. An idle warpgroup (no rows) computes nothing.
-    const int wg_qmax = start + t0 + min(wrow0 + 63, rows - 1) / G;
-    const int n_work = kPingpong ? n_tiles : wrow0 < rows ? min(n_tiles, wg_qmax / kTileN + 1) : 0;
-    // Ping-pong turns: warpgroup 0 issues first; a turn starts on its own barrier and hands over on the other's. The
-    // second warpgroup skips its last hand-over so no arrival is left pending at exit.
+    const int wrow0 = 64 * cw, G = p.group;
+    // Ping-pong turns: warpgroup 0 issues first; a turn starts on its own barrier and hands over on the other's;
+    // warpgroup 0 takes the last hand-over at exit so no arrival is left pending.
     auto turn_begin = [&] {
       if constexpr (kPingpong) wg::named_bar(3 + cw, 256);
     };
-    auto turn_end = [&](bool last) {
-      if constexpr (kPingpong)
-        if (!(last && cw == 1)) wg::named_bar_arrive(3 + (1 - cw), 256);
+    auto turn_end = [&] {
+      if constexpr (kPingpong) wg::named_bar_arrive(3 + (1 - cw), 256);
     };
     if constexpr (kPingpong)
       if (cw == 1) wg::named_bar_arrive(3, 256);
-    auto k_addr = [&](int j) { return wg::smem_u32(stage_base + (j % kStages) * kTileBytes); };
-    auto release = [&](int j) {
+    // g: tiles consumed so far (all items): stage g % kStages, phase (g / kStages) & 1.
+    auto k_addr = [&](int g) { return wg::smem_u32(stage_base + (g % kStages) * kTileBytes); };
+    auto release = [&](int g) {
       __syncwarp();
-      if (lane == 0) wg::mbar_arrive(&empty[j % kStages]);
+      if (lane == 0) wg::mbar_arrive(&empty[g % kStages]);
     };
-    auto wait_k = [&](int j) { wg::mbar_wait(&full_k[j % kStages], (j / kStages) & 1); };
-    auto wait_v = [&](int j) { wg::mbar_wait(&full_v[j % kStages], (j / kStages) & 1); };
+    auto wait_k = [&](int g) { wg::mbar_wait(&full_k[g % kStages], (g / kStages) & 1); };
+    auto wait_v = [&](int g) { wg::mbar_wait(&full_v[g % kStages], (g / kStages) & 1); };
+    Consumer cs;
+    cs.sq_addr = wg::smem_u32(sq);
+    cs.lane = lane;
+    cs.c = p.scale_log2;
+    int g0 = 0;
 
-    float o[64];
+    for (int k = 0;; ++k) {
+      const int idx = item_index(k);
+      if (idx >= n_items) break;
+      Item it;
+      if (!it.load(p, idx)) continue;
+      const size_t head0 = size_t(it.kvh) * G;
+      const int rows = it.rows;
+      // Q rows of this warpgroup into its sw128 image (zeros past `rows`); its previous item's MMAs are complete.
+      for (int i = wt; i < 64 * 16; i += 128) {
+        const int r = i / 16, u = i % 16, gr = wrow0 + r;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (gr < rows)
+          v = __ldg(reinterpret_cast<const uint4*>(
+                        p.q + (size_t(it.tok0 + it.t0 + gr / G) * p.n_heads + head0 + gr % G) * kD) +
+                    u);
+        *reinterpret_cast<uint4*>(sq + wg::sw128_offset(64, r, u)) = v;
+      }
+      wg::fence_proxy_async();
+      wg::named_bar(1 + cw, 128);
+
+      const int qbase = it.start + it.t0;
+      cs.wg_qmin = qbase + wrow0 / G;
 #pragma unroll
-    for (int i = 0; i < 64; ++i) o[i] = 0.f;
-    if constexpr (!kOverlap) {
-      for (int j = 0; j < n_work; ++j) {
+      for (int hf = 0; hf < 2; ++hf) {
+        const int r = wrow0 + 16 * warp + lane / 4 + 8 * hf;
+        cs.qpos[hf] = qbase + (r < rows ? r : 0) / G;  // padding rows: computed, never stored
+        cs.m[hf] = -INFINITY, cs.l[hf] = 0.f;
+      }
+      // Tiles after this warpgroup's last query are masked for all its rows: skipped (an exact no-op), but still
+      // waited for and released. An idle warpgroup (no rows) computes nothing.
+      const int n_tiles = it.n_tiles;
+      const int wg_qmax = qbase + min(wrow0 + 63, rows - 1) / G;
+      const int n_work = kPingpong ? n_tiles : wrow0 < rows ? min(n_tiles, wg_qmax / kTileN + 1) : 0;
+
+      float o[64];
+#pragma unroll
+      for (int i = 0; i < 64; ++i) o[i] = 0.f;
+      if constexpr (!kOverlap) {
+        for (int j = 0; j < n_work; ++j) {
+          const int g = g0 + j;
+          float sc[64], alpha[2];
+          uint32_t pa[8][4];
+          wait_k(g);
+          wg::wgmma_fence();
+          cs.issue_qk(sc, k_addr(g));
+          wg::wgmma_wait<0>();
+          wg::reg_fence(sc);
+          cs.softmax(sc, j, alpha);
+          Consumer::rescale(o, alpha);
+          Consumer::pack(sc, pa);
+          wait_v(g);
+          wg::reg_fence(o);
+          wg::wgmma_fence();
+          Consumer::issue_pv(o, pa, k_addr(g) + kHalfBytes);
+          wg::wgmma_wait<0>();
+          wg::reg_fence(o);
+          release(g);
+        }
+      } else if (n_work > 0) {
         float sc[64], alpha[2];
         uint32_t pa[8][4];
-        wait_k(j);
+        wait_k(g0);
+        turn_begin();
         wg::wgmma_fence();
-        cs.issue_qk(sc, k_addr(j));
+        cs.issue_qk(sc, k_addr(g0));
+        turn_end();
         wg::wgmma_wait<0>();
         wg::reg_fence(sc);
-        cs.softmax(sc, j, alpha);
-        Consumer::rescale(o, alpha);
+        cs.softmax(sc, 0, alpha);  // O is zero: alpha unused
         Consumer::pack(sc, pa);
-        wait_v(j);
-        wg::reg_fence(o);
-        wg::wgmma_fence();
-        Consumer::issue_pv(o, pa, k_addr(j) + kHalfBytes);
-        wg::wgmma_wait<0>();
-        wg::reg_fence(o);
-        release(j);
-      }
-    } else if (n_work > 0) {
-      float sc[64], alpha[2];
-      uint32_t pa[8][4];
-      wait_k(0);
-      turn_begin();
-      wg::wgmma_fence();
-      cs.issue_qk(sc, k_addr(0));
-      turn_end(false);
-      wg::wgmma_wait<0>();
-      wg::reg_fence(sc);
-      cs.softmax(sc, 0, alpha);  // O is zero: alpha unused
-      Consumer::pack(sc, pa);
-      for (int j = 1; j < n_work; ++j) {
-        wait_k(j);
-        wait_v(j - 1);
+        for (int j = 1; j < n_work; ++j) {
+          const int g = g0 + j;
+          wait_k(g);
+          wait_v(g - 1);
+          wg::reg_fence(o);
+          turn_begin();
+          wg::wgmma_fence();
+          cs.issue_qk(sc, k_addr(g));
+          Consumer::issue_pv(o, pa, k_addr(g - 1) + kHalfBytes);
+          turn_end();
+          wg::wgmma_wait<1>();  // S_j landed; P_{j-1} V_{j-1} may still run
+          wg::reg_fence(sc);
+          cs.softmax(sc, j, alpha);
+          wg::wgmma_wait<0>();
+          wg::reg_fence(o);
+          release(g - 1);
+          Consumer::rescale(o, alpha);
+          Consumer::pack(sc, pa);
+        }
+        const int g = g0 + n_work - 1;
+        wait_v(g);
         wg::reg_fence(o);
         turn_begin();
         wg::wgmma_fence();
-        cs.issue_qk(sc, k_addr(j));
-        Consumer::issue_pv(o, pa, k_addr(j - 1) + kHalfBytes);
-        turn_end(false);
-        wg::wgmma_wait<1>();  // S_j landed; P_{j-1} V_{j-1} may still run
-        wg::reg_fence(sc);
-        cs.softmax(sc, j, alpha);
+        Consumer::issue_pv(o, pa, k_addr(g) + kHalfBytes);
+        turn_end();
         wg::wgmma_wait<0>();
         wg::reg_fence(o);
-        release(j - 1);
-        Consumer::rescale(o, alpha);
-        Consumer::pack(sc, pa);
+        release(g);
       }
-      wait_v(n_work - 1);
-      wg::reg_fence(o);
-      turn_begin();
-      wg::wgmma_fence();
-      Consumer::issue_pv(o, pa, k_addr(n_work - 1) + kHalfBytes);
-      turn_end(true);
-      wg::wgmma_wait<0>();
-      wg::reg_fence(o);
-      release(n_work - 1);
-    }
-    for (int j = n_work; j < n_tiles; ++j) {
-      wait_k(j);
-      wait_v(j);
-      release(j);
-    }
+      for (int j = n_work; j < n_tiles; ++j) {
+        wait_k(g0 + j);
+        wait_v(g0 + j);
+        release(g0 + j);
+      }
+      g0 += n_tiles;
 
-    if (wrow0 < rows) {
+      if (wrow0 < rows) {
 #pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const float inv = 1.f / quad_sum(cs.l[hf]);
-        const int r = wrow0 + 16 * warp + lane / 4 + 8 * hf;
-        if (r < rows) {
-          uint16_t* dst = p.out + (size_t(tok0 + t0 + r / G) * p.n_heads + head0 + r % G) * kD + 2 * (lane & 3);
+        for (int hf = 0; hf < 2; ++hf) {
+          const float inv = 1.f / quad_sum(cs.l[hf]);
+          const int r = wrow0 + 16 * warp + lane / 4 + 8 * hf;
+          if (r < rows) {
+            uint16_t* dst =
+                p.out + (size_t(it.tok0 + it.t0 + r / G) * p.n_heads + head0 + r % G) * kD + 2 * (lane & 3);
 #pragma unroll
-          for (int nt = 0; nt < 16; ++nt)
-            *reinterpret_cast<uint32_t*>(dst + 8 * nt) =
-                wg::pack_h2(o[4 * nt + 2 * hf] * inv, o[4 * nt + 2 * hf + 1] * inv);
+            for (int nt = 0; nt < 16; ++nt)
+              *reinterpret_cast<uint32_t*>(dst + 8 * nt) =
+                  wg::pack_h2(o[4 * nt + 2 * hf] * inv, o[4 * nt + 2 * hf + 1] * inv);
+          }
         }
       }
     }
+    if constexpr (kPingpong)
+      if (cw == 0) wg::named_bar(3, 256);  // warpgroup 1's last hand-over
   }
 }
 
 template <int kSched>
-void launch_kernel(const WgParams& p, unsigned ctas, cudaStream_t stream) {
-  static const bool configured = [] {
-    return cudaFuncSetAttribute(prefill_wgmma_kernel<kSched>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                kSmemBytes) == cudaSuccess;
+void launch_kernel(const WgParams& p, unsigned items, bool persistent, cudaStream_t stream) {
+  static const int sms = [] {
+    cudaFuncSetAttribute(prefill_wgmma_kernel<kSched>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    int dev = 0, n = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n;
   }();
-  (void)configured;
+  const unsigned ctas = persistent ? std::min(items, unsigned(sms)) : items;
   prefill_wgmma_kernel<kSched><<<ctas, 384, kSmemBytes, stream>>>(p);
 }
 
-// Loop schedule (see the kernel): QOQ_PREFILL_WGMMA_SCHEDULE=0, 1 (the default) or 2; for benchmarks.
+// Loop schedule (see the kernel) and grid, for benchmarks: QOQ_PREFILL_WGMMA_SCHEDULE=0, 1 or 2 (default 1), plus 10
+// for a persistent grid (one CTA per SM walking items in snake order; default: one CTA per item).
 int schedule() {
   static const int v = [] {
     const char* e = std::getenv("QOQ_PREFILL_WGMMA_SCHEDULE");
@@ -440,10 +488,11 @@ bool launch_prefill_wgmma(const PagedKv& c, const PrefillArgs& a, cudaStream_t s
   p.out = a.out;
   const long long ctas = (long long)p.n_qt * a.batch * L.n_kv_heads;
   QOQ_CUDA_REQUIRE(ctas < (1LL << 31), "prefill_attention: grid too large");
-  switch (schedule()) {
-    case 0: launch_kernel<0>(p, unsigned(ctas), stream); break;
-    case 2: launch_kernel<2>(p, unsigned(ctas), stream); break;
-    default: launch_kernel<1>(p, unsigned(ctas), stream); break;
+  const bool persistent = schedule() >= 10;
+  switch (schedule() % 10) {
+    case 0: launch_kernel<0>(p, unsigned(ctas), persistent, stream); break;
+    case 2: launch_kernel<2>(p, unsigned(ctas), persistent, stream); break;
+    default: launch_kernel<1>(p, unsigned(ctas), persistent, stream); break;
   }
   QOQ_CUDA_CHECK_LAUNCH();
   return true;

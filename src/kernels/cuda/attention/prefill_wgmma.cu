@@ -169,25 +169,27 @@ struct Consumer {
     }
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
-      float mx = m[hf];
+      // Row max and sum as 4 independent chains each (a single 32-long dependent chain per row was latency bound).
+      float mx4[4] = {m[hf], -INFINITY, -INFINITY, -INFINITY};
 #pragma unroll
-      for (int nt = 0; nt < 16; ++nt) mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
+      for (int nt = 0; nt < 16; ++nt)
+        mx4[nt & 3] = fmaxf(mx4[nt & 3], fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
+      float mx = fmaxf(fmaxf(mx4[0], mx4[1]), fmaxf(mx4[2], mx4[3]));
       mx = quad_max(mx);
       // Tile 0 holds key 0 <= every query, so mx is finite; the guard only keeps NaN out regardless.
       const float mc = mx == -INFINITY ? 0.f : __fmul_rn(mx, c);
       // Plain products: a tile that moves no maximum gives alpha == 1 exactly (chunking relies on it).
       alpha[hf] = exp2_approx(__fmul_rn(m[hf], c) - mc);
       m[hf] = mx;
-      float sum = 0.f;
+      float sum4[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-      for (int nt = 0; nt < 16; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pe = exp2_approx(fmaf(sc[4 * nt + 2 * hf + e], c, -mc));
-          sc[4 * nt + 2 * hf + e] = pe;
-          sum += pe;
-        }
-      l[hf] = l[hf] * alpha[hf] + sum;
+      for (int nt = 0; nt < 16; ++nt) {
+        const float p0 = exp2_approx(fmaf(sc[4 * nt + 2 * hf], c, -mc));
+        const float p1 = exp2_approx(fmaf(sc[4 * nt + 2 * hf + 1], c, -mc));
+        sc[4 * nt + 2 * hf] = p0, sc[4 * nt + 2 * hf + 1] = p1;
+        sum4[nt & 3] += p0 + p1;
+      }
+      l[hf] = l[hf] * alpha[hf] + ((sum4[0] + sum4[1]) + (sum4[2] + sum4[3]));
     }
   }
   __device__ __forceinline__ static void rescale(float (&o)[64], const float (&alpha)[2]) {
@@ -469,11 +471,12 @@ void launch_kernel(const WgParams& p, unsigned items, bool persistent, cudaStrea
 }
 
 // Loop schedule (see the kernel) and grid, for benchmarks: QOQ_PREFILL_WGMMA_SCHEDULE=0, 1 or 2, plus 10 for a
-// persistent grid (one CTA per SM walking items in snake order; else one CTA per item). Default 12.
+// persistent grid (one CTA per SM walking items in snake order; else one CTA per item). Default 11 (the fastest of
+// 1, 2, 11, 12 at 4096 and 8192 tokens in round 3 of bench/NOTES_prefill.md, by ~3%).
 int schedule() {
   static const int v = [] {
     const char* e = std::getenv("QOQ_PREFILL_WGMMA_SCHEDULE");
-    return e ? std::atoi(e) : 12;
+    return e ? std::atoi(e) : 11;
   }();
   return v;
 }

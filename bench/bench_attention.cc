@@ -2,7 +2,9 @@
 // our KV4 kernel, the same design over an fp16 cache (the baseline of DESIGN §6), KV8, and the simple kernel
 // (CTA per query head, fp32 dequantization) over the KV4 cache. Per case: median over graph replays of several calls,
 // each call reading a different copy of the cache (page tables rotate over >= 512 MB, so KV is not L2-resident).
-// Usage: bench_attention [--quick] [--csv FILE]
+// Usage: bench_attention [--quick] [--v2] [--sweep] [--cases B:L,B:L,...] [--csv FILE]
+//   --v2: also the previous KV4 kernel (v2, grid of (KV head, sequence, split) CTAs) side by side;
+//   --sweep: v4's knobs (resident CTAs per SM, tail split, forced pieces) at each case.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -17,6 +19,11 @@
 #include "qoq/cuda_attention.h"
 
 namespace qc = qoq::cuda;
+
+// Experiment knobs of decode_attention (src/kernels/cuda/attention/decode.cu; not public API).
+namespace qoq::cuda {
+void decode_tuning(const char* knob, int value);
+}
 
 #define CK(x)                                                                            \
   do {                                                                                   \
@@ -132,17 +139,31 @@ double kv_bytes(int bits, int B, int L) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, with_v2 = false, sweep = false, floor = true, kv4_only = false;
   const char* csv_path = nullptr;
+  std::vector<std::pair<int, int>> cases;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--v2")) with_v2 = true;
+    if (!std::strcmp(argv[i], "--sweep")) sweep = true;
+    if (!std::strcmp(argv[i], "--no-floor")) floor = false;  // (profiling: the cases' kernels only)
+    if (!std::strcmp(argv[i], "--kv4-only")) kv4_only = true;  // no KV8 / fp16 / simple columns
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    if (!std::strcmp(argv[i], "--cases") && i + 1 < argc) {
+      for (char* tok = std::strtok(argv[++i], ","); tok; tok = std::strtok(nullptr, ",")) {
+        int b = 0, l = 0;
+        if (std::sscanf(tok, "%d:%d", &b, &l) == 2) cases.emplace_back(b, l);
+      }
+    }
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   std::vector<int> Bs = {1, 16, 64, 256, 512}, Ls = {512, 1536, 4096, 16384, 32768};
   if (quick) Bs = {1, 256}, Ls = {1536, 32768};
+  if (cases.empty())
+    for (int B : Bs)
+      for (int L : Ls) cases.emplace_back(B, L);
 
   // Copy bandwidth, measured (read + write bytes).
   {
@@ -161,8 +182,8 @@ int main(int argc, char** argv) {
 
   const size_t max_tokens = size_t(512) * 32768;
   const size_t pool_pages = max_tokens / qc::kKvPageTokens + 64;
-  Pool kv4 = make_pool(4, pool_pages), f16 = make_pool(16, pool_pages);
-  Pool kv8 = make_pool(8, pool_pages / 2);  // KV8 only where its copy fits
+  Pool kv4 = make_pool(4, pool_pages), f16 = make_pool(16, kv4_only ? 1024 : pool_pages);
+  Pool kv8 = make_pool(8, kv4_only ? 0 : pool_pages / 2);  // KV8 only where its copy fits
   CK(cudaDeviceSynchronize());
   uint16_t *q, *out;
   CK(cudaMalloc(&q, size_t(512) * kHq * kD * 2));
@@ -174,7 +195,7 @@ int main(int argc, char** argv) {
   CK(cudaMemset(ws, 0, wsb));
   std::mt19937 rng(5);
   FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
-  if (csv) std::fprintf(csv, "B,L,kv4_us,kv8_us,fp16_us,simple_us,kv4_TBps,fp16_TBps\n");
+  if (csv) std::fprintf(csv, "B,L,kv4_us,kv4_v2_us,kv8_us,fp16_us,simple_us,kv4_TBps,fp16_TBps\n");
 
   auto run = [&](const Pool& pl, const Setup& s, bool simple, int splits) {
     return [&, simple, splits](int i, cudaStream_t st) {
@@ -189,48 +210,78 @@ int main(int argc, char** argv) {
     };
   };
 
-  std::printf("\n%5s %6s | %9s %9s %9s %10s | %7s %6s | %7s %6s | %8s %8s\n", "B", "L", "KV4 us", "KV8 us", "FP16 us",
-              "simple us", "KV4TB/s", "frac", "F16TB/s", "frac", "FP16/KV4", "simp/KV4");
-  for (int B : Bs) {
-    for (int L : Ls) {
-      const double b4 = kv_bytes(4, B, L), b16 = kv_bytes(16, B, L), b8 = kv_bytes(8, B, L);
-      Setup s4 = make_setup(B, L, kv4.pages, size_t(b4), rng);
-      Setup s16 = make_setup(B, L, f16.pages, size_t(b16), rng);
-      const int calls4 = std::max(2, std::min(20, s4.copies)), calls16 = std::max(2, std::min(20, s16.copies));
-      const int iters = quick ? 7 : 15;
-      const double t4 = time_graph(run(kv4, s4, false, 0), calls4, iters);
-      const double t16 = time_graph(run(f16, s16, false, 0), calls16, iters);
-      double t8 = NAN;
-      if (size_t(B) * s4.max_pages <= kv8.pages) {
-        Setup s8 = make_setup(B, L, kv8.pages, size_t(b8), rng);
-        t8 = time_graph(run(kv8, s8, false, 0), std::max(2, std::min(20, s8.copies)), iters);
-        CK(cudaFree(s8.tables));
-        CK(cudaFree(s8.lengths));
-      }
-      // The simple kernel is slow: few calls, few replays.
-      const double ts = time_graph(run(kv4, s4, true, 0), 2, b4 > 2e9 ? 3 : 5);
-      std::printf("%5d %6d | %9.1f %9.1f %9.1f %10.1f | %7.2f %6.2f | %7.2f %6.2f | %8.2f %8.1f\n", B, L, t4, t8, t16, ts,
-                  b4 / t4 * 1e-6, b4 / t4 * 1e6 / kCopyBw, b16 / t16 * 1e-6, b16 / t16 * 1e6 / kCopyBw, t16 / t4,
-                  ts / t4);
-      std::fflush(stdout);
-      if (csv) std::fprintf(csv, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f\n", B, L, t4, t8, t16, ts, b4 / t4 * 1e-6,
-                            b16 / t16 * 1e-6);
-      // Split sweep where splitting matters: small batches at long contexts, and the wave tail of large batches.
-      const bool small = B <= 16 && L >= 16384, tail = B >= 64 && L >= 1536 && L <= 4096;
-      if (small || tail) {
-        std::printf("      splits sweep KV4 B=%d L=%d:", B, L);
-        const std::vector<int> sweep = small ? std::vector<int>{4, 8, 16, 24, 32, 48, 64} : std::vector<int>{1, 2, 3, 4};
-        for (int sp : sweep) {
-          if (B * kHkv * sp > std::max(2048, 4 * B * kHkv)) continue;
-          std::printf(" %d:%.1f", sp, time_graph(run(kv4, s4, false, sp), calls4, iters));
-        }
-        std::printf(" us\n");
-      }
-      CK(cudaFree(s4.tables));
-      CK(cudaFree(s4.lengths));
-      CK(cudaFree(s16.tables));
-      CK(cudaFree(s16.lengths));
+  // The floor of one call: B=1, L=64 (one 64-token page, 2 items): launch, prologue and epilogue only.
+  if (floor) {
+    Setup s = make_setup(1, 64, kv4.pages, size_t(kv_bytes(4, 1, 64)), rng);
+    std::printf("\nfloor: KV4 B=1 L=64 %.1f us per call", time_graph(run(kv4, s, false, 0), 16, 15));
+    if (with_v2) {
+      qc::decode_tuning("version", 2);
+      std::printf(" (v2 %.1f us)", time_graph(run(kv4, s, false, 0), 16, 15));
+      qc::decode_tuning("version", 4);
     }
+    std::printf("\n");
+    CK(cudaFree(s.tables));
+    CK(cudaFree(s.lengths));
+  }
+
+  std::printf("\n%5s %6s | %9s %9s %9s %9s %10s | %7s %6s | %7s %6s | %8s %8s %8s\n", "B", "L", "KV4 us", "v2 us",
+              "KV8 us", "FP16 us", "simple us", "KV4TB/s", "frac", "F16TB/s", "frac", "FP16/KV4", "simp/KV4",
+              "v2/KV4");
+  for (const auto& [B, L] : cases) {
+    const double b4 = kv_bytes(4, B, L), b16 = kv_bytes(16, B, L), b8 = kv_bytes(8, B, L);
+    Setup s4 = make_setup(B, L, kv4.pages, size_t(b4), rng);
+    Setup s16 = make_setup(B, L, kv4_only ? kv4.pages : f16.pages, size_t(b16), rng);  // (unused if kv4_only)
+    const int calls4 = std::max(2, std::min(20, s4.copies)), calls16 = std::max(2, std::min(20, s16.copies));
+    const int iters = quick ? 7 : 15;
+    const double t4 = time_graph(run(kv4, s4, false, 0), calls4, iters);
+    double t2 = NAN;
+    if (with_v2) {
+      qc::decode_tuning("version", 2);
+      t2 = time_graph(run(kv4, s4, false, 0), calls4, iters);
+      qc::decode_tuning("version", 4);
+    }
+    const double t16 = kv4_only ? NAN : time_graph(run(f16, s16, false, 0), calls16, iters);
+    double t8 = NAN;
+    if (!kv4_only && size_t(B) * s4.max_pages <= kv8.pages) {
+      Setup s8 = make_setup(B, L, kv8.pages, size_t(b8), rng);
+      t8 = time_graph(run(kv8, s8, false, 0), std::max(2, std::min(20, s8.copies)), iters);
+      CK(cudaFree(s8.tables));
+      CK(cudaFree(s8.lengths));
+    }
+    // The simple kernel is slow: few calls, few replays.
+    const double ts = kv4_only ? NAN : time_graph(run(kv4, s4, true, 0), 2, b4 > 2e9 ? 3 : 5);
+    std::printf("%5d %6d | %9.1f %9.1f %9.1f %9.1f %10.1f | %7.2f %6.2f | %7.2f %6.2f | %8.2f %8.1f %8.2f\n", B, L, t4,
+                t2, t8, t16, ts, b4 / t4 * 1e-6, b4 / t4 * 1e6 / kCopyBw, b16 / t16 * 1e-6,
+                b16 / t16 * 1e6 / kCopyBw, t16 / t4, ts / t4, t2 / t4);
+    std::fflush(stdout);
+    if (csv)
+      std::fprintf(csv, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f\n", B, L, t4, t2, t8, t16, ts, b4 / t4 * 1e-6,
+                   b16 / t16 * 1e-6);
+    if (sweep) {
+      // v4's knobs: resident CTAs per SM (grid), the tail split of large batches, forced pieces of small ones.
+      std::printf("      sweep KV4 B=%d L=%d:", B, L);
+      for (int c : {1, 2, 3}) {
+        qc::decode_tuning("ctas_per_sm", c);
+        std::printf(" ctas/SM %d: %.1f", c, time_graph(run(kv4, s4, false, 0), calls4, iters));
+      }
+      qc::decode_tuning("ctas_per_sm", 0);
+      if (B * kHkv >= 396) {
+        qc::decode_tuning("tail", 0);
+        std::printf(" | no tail split: %.1f", time_graph(run(kv4, s4, false, 0), calls4, iters));
+        qc::decode_tuning("tail", 1);
+      } else {
+        std::printf(" | pieces");
+        for (int sp : {8, 16, 24, 32, 48, 64}) {
+          if (B * kHkv * sp > std::max(2048, 4 * B * kHkv)) continue;
+          std::printf(" %d: %.1f", sp, time_graph(run(kv4, s4, false, sp), calls4, iters));
+        }
+      }
+      std::printf(" us\n");
+    }
+    CK(cudaFree(s4.tables));
+    CK(cudaFree(s4.lengths));
+    CK(cudaFree(s16.tables));
+    CK(cudaFree(s16.lengths));
   }
   if (csv) std::fclose(csv);
   return 0;

@@ -23,6 +23,12 @@
 #include "qoq/half.h"
 
 using namespace qoq;
+
+// Schedule knobs of decode_attention (src/kernels/cuda/attention/decode.cu; not public API): the tests force other
+// grids than the device's default so that every path of the persistent schedule runs.
+namespace qoq::cuda {
+void decode_tuning(const char* knob, int value);
+}
 using cuda::KvCacheLayout;
 using cuda::kKvPageTokens;
 
@@ -232,6 +238,30 @@ TEST(Decode, ForcedSplits) {
   std::mt19937 rng(3);
   for (int splits : {1, 2, 3, 7, 64})
     for (int bits : {4, 16}) run_decode_case({128, 32, 8, bits, ragged(3, 4000, rng), splits}, 200 + splits + bits);
+}
+
+// v4's persistent schedule under other grids: many rounds of whole pairs then tail pieces (1 CTA per SM), no tail
+// split, and the previous kernel (v2), on ragged batches whose pieces may be empty.
+TEST(Decode, PersistentSchedules) {
+  std::mt19937 rng(4);
+  struct Knobs {
+    int ctas_per_sm, tail, version;
+  };
+  for (const Knobs k : {Knobs{1, 1, 4}, Knobs{2, 1, 4}, Knobs{1, 0, 4}, Knobs{0, 1, 2}}) {
+    SCOPED_TRACE("ctas_per_sm " + std::to_string(k.ctas_per_sm) + " tail " + std::to_string(k.tail) + " version " +
+                 std::to_string(k.version));
+    cuda::decode_tuning("ctas_per_sm", k.ctas_per_sm);
+    cuda::decode_tuning("tail", k.tail);
+    cuda::decode_tuning("version", k.version);
+    for (int bits : {4, 8}) {
+      run_decode_case({128, 32, 8, bits, ragged(100, 1500, rng)}, 600 + bits);  // 800 pairs: rounds + tail pieces
+      run_decode_case({64, 9, 3, bits, ragged(7, 9000, rng)}, 610 + bits);
+      run_decode_case({128, 32, 8, bits, ragged(1, 20000, rng)}, 620 + bits);
+    }
+  }
+  cuda::decode_tuning("ctas_per_sm", 0);
+  cuda::decode_tuning("tail", 1);
+  cuda::decode_tuning("version", 4);
 }
 
 // ---- RoPE + quantization + paged write.

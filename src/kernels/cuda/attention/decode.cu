@@ -2,8 +2,9 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <string>
 
-#include "kernels/cuda/attention/decode_kernel.cuh"
+#include "kernels/cuda/attention/decode_persistent.cuh"
 #include "kernels/cuda/check.h"
 
 namespace qoq::cuda {
@@ -33,9 +34,103 @@ size_t decode_workspace_bytes(int batch, int n_heads, int n_kv_heads, int head_d
   return kCounterBytes + size_t(partial_slots(batch, n_kv_heads)) * G * (head_dim + 2) * sizeof(float);
 }
 
+namespace {
+
+// Experiment knobs of the benchmark (decode_tuning, declared there): kernel version (2: the v2 grid for KV4/KV8),
+// resident CTAs per SM of v4 (0: occupancy), whether v4 splits the tail pairs of a large batch.
+struct Tuning {
+  int version = 4;
+  int ctas_per_sm = 0;
+  int tail = 1;
+};
+Tuning g_tuning;
+
+int sm_count() {
+  static const int sms = [] {
+    int dev = 0, n = 132;
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n;
+  }();
+  return sms;
+}
+
+void carve_workspace(const DecodeArgs& a, int slots, int G, attn::DecodeParams& p) {
+  char* ws = static_cast<char*>(a.workspace);
+  p.counters = reinterpret_cast<int*>(ws);
+  p.ws_m = reinterpret_cast<float*>(ws + kCounterBytes);
+  p.ws_l = p.ws_m + size_t(slots) * G;
+  p.ws_o = p.ws_l + size_t(slots) * G;
+}
+
+}  // namespace
+
+void decode_tuning(const char* knob, int value) {
+  const std::string k = knob;
+  if (k == "version") g_tuning.version = value;
+  if (k == "ctas_per_sm") g_tuning.ctas_per_sm = value;
+  if (k == "tail") g_tuning.tail = value;
+}
+
+// v4 (KV4 / KV8): a persistent grid of resident CTAs over work items (decode_persistent.cuh). Large batches: whole
+// pairs, and the pairs of the last, partial round cut into pieces that fill it; small batches: every pair cut into
+// ~resident CTAs / pairs pieces.
+static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
+  const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim, bits = cache.layout.bits;
+  const int pairs = a.batch * hkv;
+  static const int per_sm[2][2] = {{attn::decode_pk_ctas_per_sm<4>(64), attn::decode_pk_ctas_per_sm<4>(128)},
+                                   {attn::decode_pk_ctas_per_sm<8>(64), attn::decode_pk_ctas_per_sm<8>(128)}};
+  const int resident =
+      sm_count() * (g_tuning.ctas_per_sm > 0 ? g_tuning.ctas_per_sm : per_sm[bits == 8][D == 128]);
+  const int slots = partial_slots(a.batch, hkv);
+  int whole = 0, pieces = 1;
+  if (a.splits > 0) {
+    pieces = a.splits;
+  } else if (pairs >= resident) {
+    const int rounds = pairs / resident, tail = pairs - rounds * resident;
+    pieces = tail > 0 && g_tuning.tail ? resident / tail : 1;
+    whole = rounds * resident;
+  } else {
+    pieces = resident / pairs;
+  }
+  // Pieces of at least 128 tokens (whole 32-token blocks for each warp), at most 64 (the combine reads them all).
+  pieces = std::max(1, std::min({pieces, 64, (a.max_length + 127) / 128, slots / std::max(pairs - whole, 1)}));
+  int chunk = (a.max_length + pieces - 1) / pieces;
+  chunk = (chunk + 127) / 128 * 128;
+  pieces = (a.max_length + chunk - 1) / chunk;
+  if (pieces == 1) whole = pairs;
+  attn::DecodeParams p{};
+  if (whole < pairs) {
+    QOQ_CUDA_REQUIRE(size_t(pairs) * 4 <= kCounterBytes, "decode_attention: too many pairs for the split counters");
+    QOQ_CUDA_REQUIRE(a.workspace && a.workspace_bytes >= decode_workspace_bytes(a.batch, a.n_heads, hkv, D),
+                     "decode_attention: workspace missing or too small");
+    carve_workspace(a, slots, G, p);
+  }
+  p.pool = cache.pool;
+  p.page_table = cache.page_table;
+  p.max_pages = cache.max_pages;
+  p.n_kv_heads = hkv;
+  p.group = G;
+  p.q = a.q;
+  p.lengths = a.lengths;
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.chunk = chunk;
+  p.splits = pieces;
+  p.whole = whole;
+  p.pieces = pieces;
+  p.n_items = whole + (pairs - whole) * pieces;
+  p.out = a.out;
+  const int grid = std::min(resident, p.n_items);
+  if (bits == 4)
+    attn::launch_decode_pk<4>(D, p, grid, stream);
+  else
+    attn::launch_decode_pk<8>(D, p, grid, stream);
+  QOQ_CUDA_CHECK_LAUNCH();
+}
+
 void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
   check_args(cache, a);
   if (a.batch == 0 || a.max_length == 0) return;
+  if (cache.layout.bits != 16 && g_tuning.version != 2) return decode_v4(cache, a, stream);
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim;
   const int pairs = a.batch * hkv;
   // Splits (device sweeps, bench/NOTES_attention.md): only when the pairs alone leave SMs empty, and then about one
@@ -44,11 +139,7 @@ void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stre
   // 142 us, 2 splits 183 us).
   int splits = a.splits;
   if (splits <= 0) {
-    static const int sms = [] {
-      int dev = 0, n = 132;
-      if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-      return n;
-    }();
+    const int sms = sm_count();
     splits = pairs >= sms ? 1 : std::min(std::max((sms + pairs - 1) / pairs, 4), (a.max_length + 255) / 256);
     splits = std::max(1, std::min({splits, partial_slots(a.batch, hkv) / pairs, 256}));
   }

@@ -34,6 +34,9 @@ struct DecodeParams {
   float scale_log2;  // softmax scale * log2(e)
   int chunk;         // tokens per split (multiple of 64)
   int splits;
+  int whole;    // v4 (decode_persistent.cuh): items [0, whole) are whole pairs,
+  int pieces;   // then `pieces` items of `chunk` tokens per remaining pair,
+  int n_items;  // whole + (pairs - whole) * pieces items in all
   uint16_t* out;
   int* counters;
   float* ws_m;  // [slots][group]

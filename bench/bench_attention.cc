@@ -4,7 +4,8 @@
 // each call reading a different copy of the cache (page tables rotate over >= 512 MB, so KV is not L2-resident).
 // Usage: bench_attention [--quick] [--v2] [--sweep] [--cases B:L,B:L,...] [--csv FILE]
 //   --v2: also the previous KV4 kernel (v2, grid of (KV head, sequence, split) CTAs) side by side;
-//   --sweep: v4's knobs (resident CTAs per SM, tail split, forced pieces) at each case.
+//   --sweep: decode_attention's knobs one at a time at each case (look-ahead, PDL, v4, CTAs per SM, tail split,
+//   pieces).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -217,7 +218,7 @@ int main(int argc, char** argv) {
     if (with_v2) {
       qc::decode_tuning("version", 2);
       std::printf(" (v2 %.1f us)", time_graph(run(kv4, s, false, 0), 16, 15));
-      qc::decode_tuning("version", 4);
+      qc::decode_tuning("version", 5);
     }
     std::printf("\n");
     CK(cudaFree(s.tables));
@@ -238,7 +239,7 @@ int main(int argc, char** argv) {
     if (with_v2) {
       qc::decode_tuning("version", 2);
       t2 = time_graph(run(kv4, s4, false, 0), calls4, iters);
-      qc::decode_tuning("version", 4);
+      qc::decode_tuning("version", 5);
     }
     const double t16 = kv4_only ? NAN : time_graph(run(f16, s16, false, 0), calls16, iters);
     double t8 = NAN;
@@ -258,17 +259,18 @@ int main(int argc, char** argv) {
       std::fprintf(csv, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f\n", B, L, t4, t2, t8, t16, ts, b4 / t4 * 1e-6,
                    b16 / t16 * 1e-6);
     if (sweep) {
-      // v4's knobs: resident CTAs per SM (grid), the tail split of large batches, forced pieces of small ones.
-      std::printf("      sweep KV4 B=%d L=%d:", B, L);
-      for (int c : {1, 2, 3}) {
-        qc::decode_tuning("ctas_per_sm", c);
-        std::printf(" ctas/SM %d: %.1f", c, time_graph(run(kv4, s4, false, 0), calls4, iters));
-      }
-      qc::decode_tuning("ctas_per_sm", 0);
+      // The knobs of decode_attention one at a time (then back to the default).
+      auto knob = [&](const char* name, int value, int dflt, int splits = 0) {
+        qc::decode_tuning(name, value);
+        const double t = time_graph(run(kv4, s4, false, splits), calls4, iters);
+        qc::decode_tuning(name, dflt);
+        return t;
+      };
+      std::printf("      sweep KV4 B=%d L=%d: no look-ahead %.1f | pdl %.1f | v4 persistent %.1f | 2 CTAs/SM %.1f", B, L,
+                  knob("look", 0, 1), knob("pdl", 1, 0), knob("version", 4, 5), knob("ctas_per_sm", 2, 0));
       if (B * kHkv >= 396) {
-        qc::decode_tuning("tail", 0);
-        std::printf(" | no tail split: %.1f", time_graph(run(kv4, s4, false, 0), calls4, iters));
-        qc::decode_tuning("tail", 1);
+        std::printf(" | no tail split %.1f | tail 2 pieces %.1f | tail 396 pairs %.1f", knob("tail", 0, 1),
+                    knob("tail_pieces", 2, 0), knob("tail", 396, 1));
       } else {
         std::printf(" | pieces");
         for (int sp : {8, 16, 24, 32, 48, 64}) {

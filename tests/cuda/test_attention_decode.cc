@@ -77,9 +77,15 @@ struct HostCache {
     size_t next = 0;
     for (int b = 0; b < batch; ++b)
       for (int j = 0; j < (lengths[b] + kKvPageTokens - 1) / kKvPageTokens; ++j) table[size_t(b) * max_pages + j] = ids[next++];
-    // Garbage everywhere first (random bytes: NaNs and infs too in the fp16 cache), real rows written later.
+    // Garbage everywhere first (random bytes: NaNs and infs too in the fp16 cache), real rows written later; 8 bytes
+    // per step of a splitmix64 stream (a byte per mt19937 call made this the slowest part of the test).
     pool.resize(L.page_bytes() * pages);
-    for (auto& x : pool) x = uint8_t(rng());
+    uint64_t x = rng();
+    for (size_t i = 0; i < pool.size(); i += 8) {
+      uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull, z = (z ^ (z >> 27)) * 0x94D049BB133111EBull, z ^= z >> 31;
+      std::memcpy(pool.data() + i, &z, std::min<size_t>(8, pool.size() - i));
+    }
   }
   uint8_t* block(int b, int pos, int kvh) {
     const int page = table[size_t(b) * max_pages + pos / kKvPageTokens];
@@ -134,7 +140,10 @@ void run_decode_case(const DecodeCase& c, uint64_t seed) {
             uint16_t* x = reinterpret_cast<uint16_t*>(r);
             for (int i = 0; i < D; ++i) x[i] = float_to_half(1.5f * nd(rng));
           } else {
-            for (int i = 0; i < L.row_bytes(); ++i) r[i] = uint8_t(rng());
+            for (int i = 0; i < L.row_bytes(); i += 4) {
+              const uint32_t w = rng();
+              std::memcpy(r + i, &w, 4);
+            }
             const float levels = float((1 << c.bits) - 1);
             uint16_t* prm = hc.param(b, pos, h, v);
             prm[0] = float_to_half((0.3f + 0.5f * u(rng)) * 4.f / levels);
@@ -240,19 +249,23 @@ TEST(Decode, ForcedSplits) {
     for (int bits : {4, 16}) run_decode_case({128, 32, 8, bits, ragged(3, 4000, rng), splits}, 200 + splits + bits);
 }
 
-// v4's persistent schedule under other grids: many rounds of whole pairs then tail pieces (1 CTA per SM), no tail
-// split, and the previous kernel (v2), on ragged batches whose pieces may be empty.
+// The other schedules and kernels behind the knobs: v4's persistent grid (many rounds of whole pairs, then tail pieces;
+// programmatic dependent launch), v5 with other grids / tail splits / no page look-ahead, and v2, on ragged batches
+// whose pieces may be empty.
 TEST(Decode, PersistentSchedules) {
   std::mt19937 rng(4);
   struct Knobs {
-    int ctas_per_sm, tail, version;
+    int ctas_per_sm, tail, version, pdl, look;
   };
-  for (const Knobs k : {Knobs{1, 1, 4}, Knobs{2, 1, 4}, Knobs{1, 0, 4}, Knobs{0, 1, 2}}) {
+  for (const Knobs k : {Knobs{1, 1, 4, 0, 1}, Knobs{0, 1, 4, 1, 1}, Knobs{1, 1, 5, 0, 1}, Knobs{0, 300, 5, 1, 0},
+                        Knobs{0, 1, 2, 0, 1}}) {
     SCOPED_TRACE("ctas_per_sm " + std::to_string(k.ctas_per_sm) + " tail " + std::to_string(k.tail) + " version " +
-                 std::to_string(k.version));
+                 std::to_string(k.version) + " pdl " + std::to_string(k.pdl) + " look " + std::to_string(k.look));
     cuda::decode_tuning("ctas_per_sm", k.ctas_per_sm);
     cuda::decode_tuning("tail", k.tail);
     cuda::decode_tuning("version", k.version);
+    cuda::decode_tuning("pdl", k.pdl);
+    cuda::decode_tuning("look", k.look);
     for (int bits : {4, 8}) {
       run_decode_case({128, 32, 8, bits, ragged(100, 1500, rng)}, 600 + bits);  // 800 pairs: rounds + tail pieces
       run_decode_case({64, 9, 3, bits, ragged(7, 9000, rng)}, 610 + bits);
@@ -261,7 +274,9 @@ TEST(Decode, PersistentSchedules) {
   }
   cuda::decode_tuning("ctas_per_sm", 0);
   cuda::decode_tuning("tail", 1);
-  cuda::decode_tuning("version", 4);
+  cuda::decode_tuning("version", 5);
+  cuda::decode_tuning("pdl", 0);
+  cuda::decode_tuning("look", 1);
 }
 
 // ---- RoPE + quantization + paged write.

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <string>
 
-#include "kernels/cuda/attention/decode_persistent.cuh"
+#include "kernels/cuda/attention/decode_items.cuh"
 #include "kernels/cuda/check.h"
 
 namespace qoq::cuda {
@@ -39,9 +39,12 @@ namespace {
 // Experiment knobs of the benchmark (decode_tuning, declared there): kernel version (2: the v2 grid for KV4/KV8),
 // resident CTAs per SM of v4 (0: occupancy), whether v4 splits the tail pairs of a large batch.
 struct Tuning {
-  int version = 4;
+  int version = 5;
   int ctas_per_sm = 0;
-  int tail = 1;
+  int tail = 1;  // 1: split the last (pairs mod resident) pairs; 0: none; > 1: that many pairs
+  int tail_pieces = 0;
+  int pdl = 0;
+  int look = 1;
 };
 Tuning g_tuning;
 
@@ -69,6 +72,9 @@ void decode_tuning(const char* knob, int value) {
   if (k == "version") g_tuning.version = value;
   if (k == "ctas_per_sm") g_tuning.ctas_per_sm = value;
   if (k == "tail") g_tuning.tail = value;
+  if (k == "pdl") g_tuning.pdl = value;
+  if (k == "look") g_tuning.look = value;
+  if (k == "tail_pieces") g_tuning.tail_pieces = value;
 }
 
 // v4 (KV4 / KV8): a persistent grid of resident CTAs over work items (decode_persistent.cuh). Large batches: whole
@@ -82,13 +88,17 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   const int resident =
       sm_count() * (g_tuning.ctas_per_sm > 0 ? g_tuning.ctas_per_sm : per_sm[bits == 8][D == 128]);
   const int slots = partial_slots(a.batch, hkv);
+  const bool v5 = g_tuning.version == 5;
   int whole = 0, pieces = 1;
   if (a.splits > 0) {
     pieces = a.splits;
   } else if (pairs >= resident) {
-    const int rounds = pairs / resident, tail = pairs - rounds * resident;
+    const int rounds = pairs / resident;
+    int tail = pairs - rounds * resident;
+    if (v5 && g_tuning.tail > 1) tail = std::min(g_tuning.tail, pairs);
     pieces = tail > 0 && g_tuning.tail ? resident / tail : 1;
-    whole = rounds * resident;
+    if (v5 && g_tuning.tail_pieces > 0) pieces = g_tuning.tail_pieces;
+    whole = pairs - tail;
   } else {
     pieces = resident / pairs;
   }
@@ -118,12 +128,20 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   p.whole = whole;
   p.pieces = pieces;
   p.n_items = whole + (pairs - whole) * pieces;
+  p.pdl = g_tuning.pdl;
   p.out = a.out;
-  const int grid = std::min(resident, p.n_items);
-  if (bits == 4)
-    attn::launch_decode_pk<4>(D, p, grid, stream);
-  else
-    attn::launch_decode_pk<8>(D, p, grid, stream);
+  if (v5) {
+    if (bits == 4)
+      attn::launch_decode_it<4>(D, g_tuning.look, p, p.n_items, stream);
+    else
+      attn::launch_decode_it<8>(D, g_tuning.look, p, p.n_items, stream);
+  } else {
+    const int grid = std::min(resident, p.n_items);
+    if (bits == 4)
+      attn::launch_decode_pk<4>(D, p, grid, stream);
+    else
+      attn::launch_decode_pk<8>(D, p, grid, stream);
+  }
   QOQ_CUDA_CHECK_LAUNCH();
 }
 

@@ -37,6 +37,7 @@ struct DecodeParams {
   int whole;    // v4 (decode_persistent.cuh): items [0, whole) are whole pairs,
   int pieces;   // then `pieces` items of `chunk` tokens per remaining pair,
   int n_items;  // whole + (pairs - whole) * pieces items in all
+  int pdl;      // launched with programmatic stream serialization (griddepcontrol)
   uint16_t* out;
   int* counters;
   float* ws_m;  // [slots][group]

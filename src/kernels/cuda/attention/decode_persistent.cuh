@@ -96,21 +96,37 @@ __device__ void combine_pk(const DecodeParams& p, CombineSmem<D>& sm, int pair, 
       for (int x = 1; x < 16; x <<= 1) L += __shfl_xor_sync(0xffffffffu, L, x);
       if (h < G && sub == 0) sm.l[0][h] = 1.f / L;
       __syncthreads();
+      // Each thread owns up to kPer float4 outputs (G * D / 4 <= 256 = 2 per thread) and walks the pieces once, so a
+      // batch of loads covers all its outputs.
+      constexpr int kPer = kMaxGroup * D / 4 / (kDecodeWarps * 32);
       const float4* src = reinterpret_cast<const float4*>(p.ws_o) + size_t(slot0) * G * D / 4;
-      for (int i = threadIdx.x; i < G * D / 4; i += kDecodeWarps * 32) {
-        const int hh = 4 * i / D;
-        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-        for (int s = 0; s < n_active; ++s) {
-          const float4 v = __ldcg(src + size_t(s) * G * D / 4 + i);
-          const float f = wgt[s * G + hh];
-          acc.x += v.x * f, acc.y += v.y * f, acc.z += v.z * f, acc.w += v.w * f;
+      float4 acc[kPer];
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) acc[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+      const int n4 = G * D / 4;
+#pragma unroll 4
+      for (int s = 0; s < n_active; ++s) {
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) {
+          const int i = threadIdx.x + k * kDecodeWarps * 32;
+          if (i < n4) {
+            const float4 v = __ldcg(src + size_t(s) * n4 + i);
+            const float f = wgt[s * G + 4 * i / D];
+            acc[k].x += v.x * f, acc[k].y += v.y * f, acc[k].z += v.z * f, acc[k].w += v.w * f;
+          }
         }
-        const float r = sm.l[0][hh];
-        const __half2 lo = __floats2half2_rn(acc.x * r, acc.y * r), hi = __floats2half2_rn(acc.z * r, acc.w * r);
-        uint2 v;
-        v.x = *reinterpret_cast<const uint32_t*>(&lo), v.y = *reinterpret_cast<const uint32_t*>(&hi);
-        reinterpret_cast<uint2*>(out)[i] = v;
+      }
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int i = threadIdx.x + k * kDecodeWarps * 32;
+        if (i < n4) {
+          const float r = sm.l[0][4 * i / D];
+          const __half2 lo = __floats2half2_rn(acc[k].x * r, acc[k].y * r);
+          const __half2 hi = __floats2half2_rn(acc[k].z * r, acc[k].w * r);
+          uint2 v;
+          v.x = *reinterpret_cast<const uint32_t*>(&lo), v.y = *reinterpret_cast<const uint32_t*>(&hi);
+          reinterpret_cast<uint2*>(out)[i] = v;
+        }
       }
       if (threadIdx.x == 0) p.counters[pair] = 0;
     }
@@ -167,20 +183,25 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3) decode_kernel_pk(const D
 
   int item = blockIdx.x;
   if (item >= p.n_items) return;
+  if (p.pdl) {
+    // Programmatic dependent launch: everything this grid reads may come from the previous kernel; let the next one
+    // start launching now (its CTAs take the slots this grid's tail leaves idle, then wait here).
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::);
+  }
   int pair, piece;
   item_pair(p, item, pair, piece);
-  int len = p.lengths[pair / hkv];
   stage_q<D>(p, pair, sq);
+  // The length and the page of this warp's first block are loaded side by side (the page speculatively, inside the
+  // table row), so the first block waits on one round trip less.
+  const int start_first = piece < 0 ? 0 : piece * p.chunk;
+  const int tok_first = start_first + warp * F::kTok;
+  const int page_first = tok_first / kKvPageTokens < p.max_pages
+                             ? p.page_table[size_t(pair / hkv) * p.max_pages + tok_first / kKvPageTokens]
+                             : 0;
+  int len = p.lengths[pair / hkv];
   Blk cur, nxt;
-  {
-    int start, end;
-    range(piece, len, start, end);
-    const int tok = start + warp * F::kTok;
-    if (tok < end) {
-      const int page = p.page_table[size_t(pair / hkv) * p.max_pages + tok / kKvPageTokens];
-      load(cur, block_ptr(page, pair % hkv), tok % kKvPageTokens);
-    }
-  }
+  if (tok_first < len) load(cur, block_ptr(page_first, pair % hkv), tok_first % kKvPageTokens);
   cp_async_wait_all();
   __syncthreads();
 
@@ -372,22 +393,37 @@ void launch_decode_pk(int head_dim, const DecodeParams& p, int grid, cudaStream_
 template <int BITS>
 int decode_pk_ctas_per_sm(int head_dim);
 
-#define QOQ_INSTANTIATE_DECODE_PK(BITS)                                                                  \
-  template <>                                                                                            \
-  void launch_decode_pk<BITS>(int head_dim, const DecodeParams& p, int grid, cudaStream_t stream) {      \
-    if (head_dim == 64)                                                                                  \
-      decode_kernel_pk<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                             \
-    else                                                                                                 \
-      decode_kernel_pk<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                            \
-  }                                                                                                      \
-  template <>                                                                                            \
-  int decode_pk_ctas_per_sm<BITS>(int head_dim) {                                                        \
-    int n = 0;                                                                                           \
-    if (head_dim == 64)                                                                                  \
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel_pk<64, BITS>, kDecodeWarps * 32, 0); \
-    else                                                                                                 \
+// With p.pdl the launch carries the programmatic-stream-serialization attribute (the kernel waits in griddepcontrol).
+template <typename K>
+inline void launch_pk(K kernel, const DecodeParams& p, int grid, cudaStream_t stream) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(kDecodeWarps * 32);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = p.pdl ? 1 : 0;
+  cudaLaunchKernelEx(&cfg, kernel, p);
+}
+
+#define QOQ_INSTANTIATE_DECODE_PK(BITS)                                                                    \
+  template <>                                                                                              \
+  void launch_decode_pk<BITS>(int head_dim, const DecodeParams& p, int grid, cudaStream_t stream) {        \
+    if (head_dim == 64)                                                                                    \
+      launch_pk(decode_kernel_pk<64, BITS>, p, grid, stream);                                              \
+    else                                                                                                   \
+      launch_pk(decode_kernel_pk<128, BITS>, p, grid, stream);                                             \
+  }                                                                                                        \
+  template <>                                                                                              \
+  int decode_pk_ctas_per_sm<BITS>(int head_dim) {                                                          \
+    int n = 0;                                                                                             \
+    if (head_dim == 64)                                                                                    \
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel_pk<64, BITS>, kDecodeWarps * 32, 0);  \
+    else                                                                                                   \
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_kernel_pk<128, BITS>, kDecodeWarps * 32, 0); \
-    return n > 0 ? n : 1;                                                                                \
+    return n > 0 ? n : 1;                                                                                  \
   }
 
 }  // namespace qoq::cuda::attn

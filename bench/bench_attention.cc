@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -141,6 +142,7 @@ double kv_bytes(int bits, int B, int L) {
 
 int main(int argc, char** argv) {
   bool quick = false, with_v2 = false, sweep = false, floor = true, kv4_only = false;
+  int default_version = 6;  // decode_attention's default kernel for KV4 / KV8 (the knobs are reset to it)
   const char* csv_path = nullptr;
   std::vector<std::pair<int, int>> cases;
   for (int i = 1; i < argc; ++i) {
@@ -149,6 +151,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--sweep")) sweep = true;
     if (!std::strcmp(argv[i], "--no-floor")) floor = false;  // (profiling: the cases' kernels only)
     if (!std::strcmp(argv[i], "--kv4-only")) kv4_only = true;  // no KV8 / fp16 / simple columns
+    if (!std::strcmp(argv[i], "--version") && i + 1 < argc) default_version = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
     if (!std::strcmp(argv[i], "--cases") && i + 1 < argc) {
       for (char* tok = std::strtok(argv[++i], ","); tok; tok = std::strtok(nullptr, ",")) {
@@ -181,6 +184,7 @@ int main(int argc, char** argv) {
     CK(cudaFree(b));
   }
 
+  qc::decode_tuning("version", default_version);
   const size_t max_tokens = size_t(512) * 32768;
   const size_t pool_pages = max_tokens / qc::kKvPageTokens + 64;
   Pool kv4 = make_pool(4, pool_pages), f16 = make_pool(16, kv4_only ? 1024 : pool_pages);
@@ -218,7 +222,7 @@ int main(int argc, char** argv) {
     if (with_v2) {
       qc::decode_tuning("version", 2);
       std::printf(" (v2 %.1f us)", time_graph(run(kv4, s, false, 0), 16, 15));
-      qc::decode_tuning("version", 5);
+      qc::decode_tuning("version", default_version);
     }
     std::printf("\n");
     CK(cudaFree(s.tables));
@@ -239,7 +243,7 @@ int main(int argc, char** argv) {
     if (with_v2) {
       qc::decode_tuning("version", 2);
       t2 = time_graph(run(kv4, s4, false, 0), calls4, iters);
-      qc::decode_tuning("version", 5);
+      qc::decode_tuning("version", default_version);
     }
     const double t16 = kv4_only ? NAN : time_graph(run(f16, s16, false, 0), calls16, iters);
     double t8 = NAN;
@@ -266,8 +270,18 @@ int main(int argc, char** argv) {
         qc::decode_tuning(name, dflt);
         return t;
       };
-      std::printf("      sweep KV4 B=%d L=%d: no look-ahead %.1f | pdl %.1f | v4 persistent %.1f | 2 CTAs/SM %.1f", B, L,
-                  knob("look", 0, 1), knob("pdl", 1, 0), knob("version", 4, 5), knob("ctas_per_sm", 2, 0));
+      auto knob2 = [&](const char* n1, int v1, int d1, const char* n2, int v2, int d2) {
+        qc::decode_tuning(n1, v1);
+        qc::decode_tuning(n2, v2);
+        const double t = time_graph(run(kv4, s4, false, 0), calls4, iters);
+        qc::decode_tuning(n1, d1);
+        qc::decode_tuning(n2, d2);
+        return t;
+      };
+      const int dv = default_version;
+      std::printf("      sweep KV4 B=%d L=%d: v5 %.1f | v5 no look-ahead %.1f | v6 %.1f | v6 3 stages x 4 CTAs %.1f | pdl %.1f", B,
+                  L, knob("version", 5, dv), knob2("version", 5, dv, "look", 0, 1), knob("version", 6, dv),
+                  knob2("version", 6, dv, "tma_variant", 1, 0), knob("pdl", 1, 0));
       if (B * kHkv >= 396) {
         std::printf(" | no tail split %.1f | tail 2 pieces %.1f | tail 396 pairs %.1f", knob("tail", 0, 1),
                     knob("tail_pieces", 2, 0), knob("tail", 396, 1));

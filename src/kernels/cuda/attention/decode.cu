@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <string>
 
-#include "kernels/cuda/attention/decode_items.cuh"
+#include "kernels/cuda/attention/decode_tma.cuh"
 #include "kernels/cuda/check.h"
 
 namespace qoq::cuda {
@@ -45,6 +45,7 @@ struct Tuning {
   int tail_pieces = 0;
   int pdl = 0;
   int look = 1;
+  int tma_variant = 0;
 };
 Tuning g_tuning;
 
@@ -75,6 +76,7 @@ void decode_tuning(const char* knob, int value) {
   if (k == "pdl") g_tuning.pdl = value;
   if (k == "look") g_tuning.look = value;
   if (k == "tail_pieces") g_tuning.tail_pieces = value;
+  if (k == "tma_variant") g_tuning.tma_variant = value;
 }
 
 // v4 (KV4 / KV8): a persistent grid of resident CTAs over work items (decode_persistent.cuh). Large batches: whole
@@ -85,10 +87,16 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   const int pairs = a.batch * hkv;
   static const int per_sm[2][2] = {{attn::decode_pk_ctas_per_sm<4>(64), attn::decode_pk_ctas_per_sm<4>(128)},
                                    {attn::decode_pk_ctas_per_sm<8>(64), attn::decode_pk_ctas_per_sm<8>(128)}};
-  const int resident =
-      sm_count() * (g_tuning.ctas_per_sm > 0 ? g_tuning.ctas_per_sm : per_sm[bits == 8][D == 128]);
+  const bool v6 = g_tuning.version == 6;
+  static const int per_sm_tma[2][2][2] = {
+      {{attn::decode_tma_ctas_per_sm<4>(64, 0), attn::decode_tma_ctas_per_sm<4>(64, 1)},
+       {attn::decode_tma_ctas_per_sm<4>(128, 0), attn::decode_tma_ctas_per_sm<4>(128, 1)}},
+      {{attn::decode_tma_ctas_per_sm<8>(64, 0), attn::decode_tma_ctas_per_sm<8>(64, 1)},
+       {attn::decode_tma_ctas_per_sm<8>(128, 0), attn::decode_tma_ctas_per_sm<8>(128, 1)}}};
+  const int own = v6 ? per_sm_tma[bits == 8][D == 128][g_tuning.tma_variant != 0] : per_sm[bits == 8][D == 128];
+  const int resident = sm_count() * (g_tuning.ctas_per_sm > 0 ? g_tuning.ctas_per_sm : own);
   const int slots = partial_slots(a.batch, hkv);
-  const bool v5 = g_tuning.version == 5;
+  const bool v5 = g_tuning.version == 5 || v6;  // same schedule
   int whole = 0, pieces = 1;
   if (a.splits > 0) {
     pieces = a.splits;
@@ -130,7 +138,12 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   p.n_items = whole + (pairs - whole) * pieces;
   p.pdl = g_tuning.pdl;
   p.out = a.out;
-  if (v5) {
+  if (v6) {
+    if (bits == 4)
+      attn::launch_decode_tma<4>(D, g_tuning.tma_variant, p, p.n_items, stream);
+    else
+      attn::launch_decode_tma<8>(D, g_tuning.tma_variant, p, p.n_items, stream);
+  } else if (v5) {
     if (bits == 4)
       attn::launch_decode_it<4>(D, g_tuning.look, p, p.n_items, stream);
     else

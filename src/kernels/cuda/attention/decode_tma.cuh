@@ -1,0 +1,368 @@
+// v6 decode kernel for KV4 / KV8 (bench/NOTES_decode.md): v5's work items and v2's block math, but the K/V blocks
+// reach the registers through shared memory: each warp keeps a ring of kStages blocks filled by bulk copies (TMA,
+// cp.async.bulk, completing on one mbarrier per stage), so kStages - 1 blocks per warp are in flight during the math
+// instead of one, and the register double buffer (40 registers) is gone. Per block, lane 0 issues four copies (K rows,
+// V rows, K params, V params: all contiguous runs of one page block); every lane then reads its fragments with the
+// same pattern the global loads had.
+#pragma once
+#include "kernels/cuda/attention/decode_items.cuh"
+
+namespace qoq::cuda::attn {
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void mbar_init_(uint64_t* bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)));
+}
+__device__ __forceinline__ void mbar_expect_(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait_(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WAIT_%=;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_copy_(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// load_words from shared memory (16-, 8- or 4-byte vectors, as the global version).
+template <int N>
+__device__ __forceinline__ void load_words_smem(const uint8_t* p, uint32_t (&w)[N]) {
+  if constexpr (N % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(p)[i];
+      w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+    }
+  } else if constexpr (N % 2 == 0) {
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) {
+      const uint2 v = reinterpret_cast<const uint2*>(p)[i];
+      w[2 * i] = v.x, w[2 * i + 1] = v.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) w[i] = reinterpret_cast<const uint32_t*>(p)[i];
+  }
+}
+
+template <int D, int BITS>
+struct TmaFmt {
+  using F = Fmt<D, BITS>;
+  static constexpr int kRowsBytes = F::kTok * F::kRow;              // K (or V) rows of one block
+  static constexpr int kStageBytes = 2 * kRowsBytes + 2 * F::kTok * 4;  // + K and V params
+};
+
+template <int D, int BITS, int kStages>
+constexpr size_t tma_smem_bytes() {
+  return size_t(kDecodeWarps) * kStages * TmaFmt<D, BITS>::kStageBytes + kDecodeWarps * kStages * 8;
+}
+
+template <int D, int BITS, int kStages, int kMinBlocks>
+__global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_tma(const DecodeParams p) {
+  using F = Fmt<D, BITS>;
+  using T = TmaFmt<D, BITS>;
+  constexpr int R = F::kRow;
+  constexpr int kRows = F::kTok / 8;  // K rows per thread: tokens 8r + g
+  constexpr int kMT = F::kTok / 16;   // S m-tiles = P.V k-steps
+  constexpr int kVM = D / 16;         // P.V m-tiles (channels)
+  static_assert(BITS != 16, "fp16 runs decode_kernel");
+  static_assert(sizeof(CombineSmem<D>) <= size_t(kDecodeWarps) * kStages * T::kStageBytes, "combine aliases the rings");
+  extern __shared__ __align__(128) uint8_t smem[];
+  if (p.pdl) {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::);
+  }
+  int pair, piece;
+  item_pair(p, blockIdx.x, pair, piece);
+  const int hkv = p.n_kv_heads;
+  const int b = pair / hkv, kvh = pair % hkv;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int G = p.group;
+  const int start = piece < 0 ? 0 : piece * p.chunk;
+  const int pt0 = b * p.max_pages;
+  uint8_t* ring = smem + size_t(warp) * kStages * T::kStageBytes;
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + size_t(kDecodeWarps) * kStages * T::kStageBytes) + warp * kStages;
+  // Pages of this warp's blocks k = lane (k-th block of the warp: blk = warp + 4k), speculatively inside the table
+  // row, beside the length: lane 0 takes them by shuffles when it issues the copies.
+  auto page_idx = [&](int k) { return (start + (warp + kDecodeWarps * k) * F::kTok) / kKvPageTokens; };
+  int page_win = page_idx(lane) < p.max_pages ? p.page_table[pt0 + page_idx(lane)] : 0;
+  const int len = p.lengths[b];
+  if (lane == 0) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) mbar_init_(bars + s);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncwarp();
+  // Q^T fragments of head g (zero for g >= G) in the permuted channel order; sum(q) of heads 2t and 2t+1.
+  uint32_t qb[F::kKSteps][2];
+  float qs[2];
+  {
+    __half qv[D / 4];
+    if (g < G) {
+      const uint4* src = reinterpret_cast<const uint4*>(p.q + (size_t(pair) * G + g) * D + t * (D / 4));
+#pragma unroll
+      for (int i = 0; i < D / 32; ++i) *reinterpret_cast<uint4*>(&qv[8 * i]) = src[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < D / 4; ++i) qv[i] = __ushort_as_half(0);
+    }
+    float qsum = 0.f;
+#pragma unroll
+    for (int i = 0; i < D / 4; ++i) qsum += __half2float(qv[i]);
+    qsum = quad_sum(qsum);
+    qs[0] = __shfl_sync(0xffffffffu, qsum, 8 * t);
+    qs[1] = __shfl_sync(0xffffffffu, qsum, 8 * t + 4);
+#pragma unroll
+    for (int s = 0; s < F::kKSteps; ++s) {
+#pragma unroll
+      for (int w = 0; w < 2; ++w) {
+        const __half2 h = __halves2half2(qv[kchan<BITS>(s, w, 0)], qv[kchan<BITS>(s, w, 1)]);
+        qb[s][w] = *reinterpret_cast<const uint32_t*>(&h);
+      }
+    }
+  }
+  if (start >= len) return;
+  const int end = piece < 0 ? len : min(len, start + p.chunk);
+  const int nblk = (end - start + F::kTok - 1) / F::kTok;
+  const int nmine = warp < nblk ? (nblk - warp + kDecodeWarps - 1) / kDecodeWarps : 0;  // this warp's blocks
+
+  // Lane 0: the copies of this warp's k-th block into stage k % kStages (page from the lane holding it).
+  auto issue = [&](int k, int page) {
+    const int tok0 = start + (warp + kDecodeWarps * k) * F::kTok;
+    const int off = tok0 % kKvPageTokens;
+    const uint8_t* blkp = p.pool + (size_t(page) * hkv + kvh) * F::kBlock;
+    uint8_t* dst = ring + (k % kStages) * T::kStageBytes;
+    uint64_t* bar = bars + k % kStages;
+    mbar_expect_(bar, T::kStageBytes);
+    bulk_copy_(dst, blkp + off * R, T::kRowsBytes, bar);
+    bulk_copy_(dst + T::kRowsBytes, blkp + kKvPageTokens * R + off * R, T::kRowsBytes, bar);
+    bulk_copy_(dst + 2 * T::kRowsBytes, blkp + 2 * kKvPageTokens * R + off * 4, F::kTok * 4, bar);
+    bulk_copy_(dst + 2 * T::kRowsBytes + F::kTok * 4, blkp + 2 * kKvPageTokens * R + kKvPageTokens * 4 + off * 4,
+               F::kTok * 4, bar);
+  };
+#pragma unroll
+  for (int k = 0; k < kStages; ++k) {
+    const int page = __shfl_sync(0xffffffffu, page_win, k);
+    if (lane == 0 && k < nmine) issue(k, page);
+  }
+
+  float o[kVM][4];
+#pragma unroll
+  for (int j = 0; j < kVM; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, z[2] = {0.f, 0.f};
+
+  struct Blk {
+    uint32_t kw[kRows][F::kKWords];
+    uint32_t vw[kMT][4][F::kVWords];
+    uint32_t kp[kRows], vp[kRows];
+  };
+  for (int k = 0; k < nmine; ++k) {
+    const int blk = warp + kDecodeWarps * k;
+    const int tok0 = start + blk * F::kTok;
+    // The page window holds blocks [32 * (k' / 32), +32) of the block issued next (k + kStages): refill it when that
+    // block starts a new window (one round trip per 32 blocks of a warp, overlapped by the blocks in flight).
+    const int kn = k + kStages;
+    if (kn % 32 == 0 && kn < nmine) {
+      const int idx = page_idx(kn + lane);
+      page_win = idx < p.max_pages ? p.page_table[pt0 + idx] : 0;
+    }
+    const int page_n = __shfl_sync(0xffffffffu, page_win, kn % 32);
+    mbar_wait_(bars + k % kStages, (k / kStages) & 1);
+    Blk cur;
+    {
+      const uint8_t* src = ring + (k % kStages) * T::kStageBytes;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) load_words_smem(src + (8 * r + g) * R + t * (R / 4), cur.kw[r]);
+#pragma unroll
+      for (int s = 0; s < kMT; ++s) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int row = 16 * s + 2 * t + (r & 1) + 8 * (r >> 1);
+          load_words_smem(src + T::kRowsBytes + row * R + g * (R / 8), cur.vw[s][r]);
+        }
+      }
+      const uint32_t* prm = reinterpret_cast<const uint32_t*>(src + 2 * T::kRowsBytes);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) cur.kp[r] = prm[8 * r + g], cur.vp[r] = prm[F::kTok + 8 * r + g];
+    }
+    // S^T: rows = tokens 16i + g (c0, c1) and 16i + 8 + g (c2, c3), columns = heads 2t, 2t+1.
+    // Two accumulator chains per m-tile (even / odd k-steps): the MMA latency chain of a block is the warp's
+    // critical path at 3 warps per scheduler.
+    float sc[kMT][4], sc2[kMT][4];
+#pragma unroll
+    for (int i = 0; i < kMT; ++i) {
+      sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.f;
+      sc2[i][0] = sc2[i][1] = sc2[i][2] = sc2[i][3] = 0.f;
+#pragma unroll
+      for (int s = 0; s < F::kKSteps; ++s) {
+        uint32_t a0, a1, a2, a3;
+        k_operand<F::kKWords, BITS>(cur.kw[2 * i], s, a0, a2);
+        k_operand<F::kKWords, BITS>(cur.kw[2 * i + 1], s, a1, a3);
+        mma_16816(s % 2 ? sc2[i] : sc[i], a0, a1, a2, a3, qb[s][0], qb[s][1]);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sc[i][e] += sc2[i][e];
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = 2 * i + (e >> 1), h = e & 1;
+        const uint32_t sz = cur.kp[r];
+        const float ks = __half2float(__ushort_as_half(uint16_t(sz)));
+        const float kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
+        float s = ks * (sc[i][e] - (1024.f + kz) * qs[h]) * p.scale_log2;  // K operand = 1024 + c
+        s = tok0 + 8 * r + g < end ? s : -INFINITY;
+        sc[i][e] = s;
+        mx[h] = fmaxf(mx[h], s);
+      }
+    }
+    float alpha[2], m_use[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 4));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 8));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 16));
+      const float m_new = fmaxf(m[h], mx[h]);
+      m_use[h] = m_new == -INFINITY ? 0.f : m_new;
+      alpha[h] = exp2f(m[h] - m_use[h]);
+      m[h] = m_new;
+      l[h] *= alpha[h];
+      z[h] *= alpha[h];
+    }
+#pragma unroll
+    for (int j = 0; j < kVM; ++j) o[j][0] *= alpha[0], o[j][1] *= alpha[1], o[j][2] *= alpha[0], o[j][3] *= alpha[1];
+    // P' = fp16(p * scale_v) as [token row][heads 2t, 2t+1] pairs; z accumulates P' * zero_v with the rounded P'.
+    uint32_t ph[kMT][2];
+#pragma unroll
+    for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = 2 * i + half;
+        const bool live = tok0 + 8 * r + g < end;
+        const uint32_t sz = cur.vp[r];
+        // Past `end` the params may be inf / NaN: keep them out of P' and z.
+        const float vs = live ? __half2float(__ushort_as_half(uint16_t(sz))) : 0.f;
+        const float vz = live ? __half2float(__ushort_as_half(uint16_t(sz >> 16))) : 0.f;
+        float pv[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float pe = exp2f(sc[i][2 * half + h] - m_use[h]);
+          l[h] += pe;
+          pv[h] = pe * vs;
+        }
+        ph[i][half] = pack_half2(pv[0], pv[1]);
+        const __half2 hh = *reinterpret_cast<const __half2*>(&ph[i][half]);
+        z[0] += __low2float(hh) * vz;
+        z[1] += __high2float(hh) * vz;
+      }
+    }
+    // O^T += V^T P'^T: A = V^T (rows: channels j = 2mi, 2mi+1 of the thread's eighth), B = P'^T by movmatrix.
+#pragma unroll
+    for (int s = 0; s < kMT; ++s) {
+      const uint32_t b0 = movmatrix_trans(ph[s][0]), b1 = movmatrix_trans(ph[s][1]);
+#pragma unroll
+      for (int mi = 0; mi < kVM; ++mi) {
+        const uint32_t a0 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi);
+        const uint32_t a1 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi + 1);
+        const uint32_t a2 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi);
+        const uint32_t a3 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi + 1);
+        mma_16816(o[mi], a0, a1, a2, a3, b0, b1);
+      }
+    }
+    // Every lane's reads of this stage are done (the MMAs above consumed them): refill it with block k + kStages.
+    __syncwarp();
+    if (lane == 0 && kn < nmine) issue(kn, page_n);
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int x = 4; x < 32; x <<= 1) {
+      l[h] += __shfl_xor_sync(0xffffffffu, l[h], x);
+      z[h] += __shfl_xor_sync(0xffffffffu, z[h], x);
+    }
+  }
+  __syncthreads();  // every warp is done with its ring: the combine buffer aliases the rings
+  CombineSmem<D>& sm = *reinterpret_cast<CombineSmem<D>*>(smem);
+  if (g == 0) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) sm.m[warp][2 * t + h] = m[h], sm.l[warp][2 * t + h] = l[h];
+  }
+#pragma unroll
+  for (int mi = 0; mi < kVM; ++mi) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = o[mi][e] - z[e & 1];
+  }
+  combine_pk<D>(p, sm, pair, piece, piece < 0 ? 1 : (len + p.chunk - 1) / p.chunk);
+}
+
+template <int BITS>
+void launch_decode_tma(int head_dim, int variant, const DecodeParams& p, int grid, cudaStream_t stream);
+template <int BITS>
+int decode_tma_ctas_per_sm(int head_dim, int variant);
+
+template <typename K>
+inline void launch_tma(K kernel, size_t smem, const DecodeParams& p, int grid, cudaStream_t stream) {
+  static bool once = (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), true);
+  (void)once;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(kDecodeWarps * 32);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = p.pdl ? 1 : 0;
+  cudaLaunchKernelEx(&cfg, kernel, p);
+}
+template <typename K>
+inline int tma_occupancy(K kernel, size_t smem) {
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  int n = 0;
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kDecodeWarps * 32, smem);
+  return n > 0 ? n : 1;
+}
+
+// Variant 0: 4 stages, 3 CTAs per SM; variant 1: 3 stages, 4 CTAs per SM (at most 128 registers).
+template <int BITS, typename Fn>
+inline void tma_dispatch(int head_dim, int variant, Fn&& fn) {
+  if (head_dim == 64) {
+    if (variant == 1)
+      fn(decode_kernel_tma<64, BITS, 3, 4>, tma_smem_bytes<64, BITS, 3>());
+    else
+      fn(decode_kernel_tma<64, BITS, 4, 3>, tma_smem_bytes<64, BITS, 4>());
+  } else {
+    if (variant == 1)
+      fn(decode_kernel_tma<128, BITS, 3, 4>, tma_smem_bytes<128, BITS, 3>());
+    else
+      fn(decode_kernel_tma<128, BITS, 4, 3>, tma_smem_bytes<128, BITS, 4>());
+  }
+}
+
+#define QOQ_INSTANTIATE_DECODE_TMA(BITS)                                                                          \
+  template <>                                                                                                     \
+  void launch_decode_tma<BITS>(int head_dim, int variant, const DecodeParams& p, int grid, cudaStream_t stream) { \
+    tma_dispatch<BITS>(head_dim, variant, [&](auto kernel, size_t smem) { launch_tma(kernel, smem, p, grid, stream); }); \
+  }                                                                                                               \
+  template <>                                                                                                     \
+  int decode_tma_ctas_per_sm<BITS>(int head_dim, int variant) {                                                   \
+    int n = 1;                                                                                                    \
+    tma_dispatch<BITS>(head_dim, variant, [&](auto kernel, size_t smem) { n = tma_occupancy(kernel, smem); });     \
+    return n;                                                                                                     \
+  }
+
+}  // namespace qoq::cuda::attn

@@ -286,7 +286,7 @@ int main(int argc, char** argv) {
         std::printf(" | no tail split %.1f | tail 2 pieces %.1f | tail 396 pairs %.1f", knob("tail", 0, 1),
                     knob("tail_pieces", 2, 0), knob("tail", 396, 1));
       } else {
-        std::printf(" | pieces");
+        std::printf(" | pieces of 32-token granularity %.1f | pieces", knob("round", 32, 128));
         for (int sp : {8, 16, 24, 32, 48, 64}) {
           if (B * kHkv * sp > std::max(2048, 4 * B * kHkv)) continue;
           std::printf(" %d: %.1f", sp, time_graph(run(kv4, s4, false, sp), calls4, iters));

@@ -255,20 +255,21 @@ TEST(Decode, ForcedSplits) {
 TEST(Decode, PersistentSchedules) {
   std::mt19937 rng(4);
   struct Knobs {
-    int ctas_per_sm, tail, version, pdl, look, tma_variant;
+    int ctas_per_sm, tail, version, pdl, look, tma_variant, round;
   };
-  for (const Knobs k : {Knobs{1, 1, 4, 0, 1, 0}, Knobs{0, 1, 4, 1, 1, 0}, Knobs{1, 1, 5, 0, 1, 0},
-                        Knobs{0, 300, 5, 1, 0, 0}, Knobs{0, 1, 2, 0, 1, 0}, Knobs{0, 1, 6, 0, 1, 0},
-                        Knobs{1, 300, 6, 1, 1, 1}}) {
+  for (const Knobs k : {Knobs{1, 1, 4, 0, 1, 0, 128}, Knobs{0, 1, 4, 1, 1, 0, 128}, Knobs{1, 1, 5, 0, 1, 0, 128},
+                        Knobs{0, 300, 5, 1, 0, 0, 32}, Knobs{0, 1, 2, 0, 1, 0, 128}, Knobs{0, 1, 6, 0, 1, 0, 128},
+                        Knobs{1, 300, 6, 1, 1, 1, 32}}) {
     SCOPED_TRACE("ctas_per_sm " + std::to_string(k.ctas_per_sm) + " tail " + std::to_string(k.tail) + " version " +
                  std::to_string(k.version) + " pdl " + std::to_string(k.pdl) + " look " + std::to_string(k.look) +
-                 " tma " + std::to_string(k.tma_variant));
+                 " tma " + std::to_string(k.tma_variant) + " round " + std::to_string(k.round));
     cuda::decode_tuning("ctas_per_sm", k.ctas_per_sm);
     cuda::decode_tuning("tail", k.tail);
     cuda::decode_tuning("version", k.version);
     cuda::decode_tuning("pdl", k.pdl);
     cuda::decode_tuning("look", k.look);
     cuda::decode_tuning("tma_variant", k.tma_variant);
+    cuda::decode_tuning("round", k.round);
     for (int bits : {4, 8}) {
       run_decode_case({128, 32, 8, bits, ragged(100, 1500, rng)}, 600 + bits);  // 800 pairs: rounds + tail pieces
       run_decode_case({64, 9, 3, bits, ragged(7, 9000, rng)}, 610 + bits);
@@ -281,6 +282,7 @@ TEST(Decode, PersistentSchedules) {
   cuda::decode_tuning("pdl", 0);
   cuda::decode_tuning("look", 1);
   cuda::decode_tuning("tma_variant", 0);
+  cuda::decode_tuning("round", 128);
 }
 
 // ---- RoPE + quantization + paged write.

@@ -46,6 +46,7 @@ struct Tuning {
   int pdl = 0;
   int look = 1;
   int tma_variant = 0;
+  int round = 128;  // pieces' token granularity (multiple of 32)
 };
 Tuning g_tuning;
 
@@ -77,6 +78,7 @@ void decode_tuning(const char* knob, int value) {
   if (k == "look") g_tuning.look = value;
   if (k == "tail_pieces") g_tuning.tail_pieces = value;
   if (k == "tma_variant") g_tuning.tma_variant = value;
+  if (k == "round" && value >= 32 && value % 32 == 0) g_tuning.round = value;
 }
 
 // v4 (KV4 / KV8): a persistent grid of resident CTAs over work items (decode_persistent.cuh). Large batches: whole
@@ -110,10 +112,12 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   } else {
     pieces = resident / pairs;
   }
-  // Pieces of at least 128 tokens (whole 32-token blocks for each warp), at most 64 (the combine reads them all).
+  // Pieces of at least 128 tokens, a multiple of `round` (128: whole 32-token blocks for each warp), at most 64 (the
+  // combine reads them all).
+  const int rnd = g_tuning.round;
   pieces = std::max(1, std::min({pieces, 64, (a.max_length + 127) / 128, slots / std::max(pairs - whole, 1)}));
   int chunk = (a.max_length + pieces - 1) / pieces;
-  chunk = (chunk + 127) / 128 * 128;
+  chunk = std::max(128, (chunk + rnd - 1) / rnd * rnd);
   pieces = (a.max_length + chunk - 1) / chunk;
   if (pieces == 1) whole = pairs;
   attn::DecodeParams p{};

@@ -315,8 +315,16 @@ int decode_tma_ctas_per_sm(int head_dim, int variant);
 
 template <typename K>
 inline void launch_tma(K kernel, size_t smem, const DecodeParams& p, int grid, cudaStream_t stream) {
-  static bool once = (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), true);
-  (void)once;
+  // Every instantiation has the same type: remember which kernels already have their shared-memory limit raised.
+  static const void* raised[16] = {};
+  for (int i = 0; i < 16; ++i) {
+    if (raised[i] == reinterpret_cast<const void*>(kernel)) break;
+    if (!raised[i]) {
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+      raised[i] = reinterpret_cast<const void*>(kernel);
+      break;
+    }
+  }
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(kDecodeWarps * 32);

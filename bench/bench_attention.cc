@@ -279,9 +279,9 @@ int main(int argc, char** argv) {
         return t;
       };
       const int dv = default_version;
-      std::printf("      sweep KV4 B=%d L=%d: v5 %.1f | v5 no look-ahead %.1f | v6 %.1f | v6 3 stages x 4 CTAs %.1f | pdl %.1f", B,
-                  L, knob("version", 5, dv), knob2("version", 5, dv, "look", 0, 1), knob("version", 6, dv),
-                  knob2("version", 6, dv, "tma_variant", 1, 0), knob("pdl", 1, 0));
+      std::printf("      sweep KV4 B=%d L=%d: v5 %.1f | v6 %.1f | v6 3 stages x 4 CTAs %.1f | v6 no shift trick %.1f | pdl %.1f",
+                  B, L, knob("version", 5, dv), knob("version", 6, dv), knob2("version", 6, dv, "tma_variant", 1, 0),
+                  knob2("version", 6, dv, "tma_variant", 2, 0), knob("pdl", 1, 0));
       if (B * kHkv >= 396) {
         std::printf(" | no tail split %.1f | tail 2 pieces %.1f | tail 396 pairs %.1f", knob("tail", 0, 1),
                     knob("tail_pieces", 2, 0), knob("tail", 396, 1));

@@ -39,7 +39,7 @@ namespace {
 // Experiment knobs of the benchmark (decode_tuning, declared there): kernel version (2: the v2 grid for KV4/KV8),
 // resident CTAs per SM of v4 (0: occupancy), whether v4 splits the tail pairs of a large batch.
 struct Tuning {
-  int version = 5;
+  int version = 6;
   int ctas_per_sm = 0;
   int tail = 1;  // 1: split the last (pairs mod resident) pairs; 0: none; > 1: that many pairs
   int tail_pieces = 0;
@@ -90,12 +90,14 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   static const int per_sm[2][2] = {{attn::decode_pk_ctas_per_sm<4>(64), attn::decode_pk_ctas_per_sm<4>(128)},
                                    {attn::decode_pk_ctas_per_sm<8>(64), attn::decode_pk_ctas_per_sm<8>(128)}};
   const bool v6 = g_tuning.version == 6;
-  static const int per_sm_tma[2][2][2] = {
-      {{attn::decode_tma_ctas_per_sm<4>(64, 0), attn::decode_tma_ctas_per_sm<4>(64, 1)},
-       {attn::decode_tma_ctas_per_sm<4>(128, 0), attn::decode_tma_ctas_per_sm<4>(128, 1)}},
-      {{attn::decode_tma_ctas_per_sm<8>(64, 0), attn::decode_tma_ctas_per_sm<8>(64, 1)},
-       {attn::decode_tma_ctas_per_sm<8>(128, 0), attn::decode_tma_ctas_per_sm<8>(128, 1)}}};
-  const int own = v6 ? per_sm_tma[bits == 8][D == 128][g_tuning.tma_variant != 0] : per_sm[bits == 8][D == 128];
+  static int per_sm_tma[2][2][3] = {};  // [KV8][D == 128][variant], filled on first use
+  int own = per_sm[bits == 8][D == 128];
+  if (v6) {
+    const int var = std::min(std::max(g_tuning.tma_variant, 0), 2);
+    int& n = per_sm_tma[bits == 8][D == 128][var];
+    if (n == 0) n = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, var) : attn::decode_tma_ctas_per_sm<8>(D, var);
+    own = n;
+  }
   const int resident = sm_count() * (g_tuning.ctas_per_sm > 0 ? g_tuning.ctas_per_sm : own);
   const int slots = partial_slots(a.batch, hkv);
   const bool v5 = g_tuning.version == 5 || v6;  // same schedule

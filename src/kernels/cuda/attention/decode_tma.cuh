@@ -55,6 +55,37 @@ __device__ __forceinline__ void load_words_smem(const uint8_t* p, uint32_t (&w)[
   }
 }
 
+// KV4 operands with one shift less per 4 codes: a nibble at bits 4..7 of a 16-bit lane masked in place is the fp16
+// 1024 + 16c (exact), so those channels need no shift; their factor 16 goes into q (K) or the output row (V).
+template <int KW>
+__device__ __forceinline__ void k_operand_shift(const uint32_t (&w)[KW], int s, uint32_t& b0, uint32_t& b1) {
+  const uint32_t x = s % 2 ? w[s / 2] >> 8 : w[s / 2];
+  b0 = codes_to_half2_biased(x, 0x000F000Fu);  // 1024 + c (channels kchan(s, 0, .))
+  b1 = codes_to_half2_biased(x, 0x00F000F0u);  // 1024 + 16c (channels kchan(s, 1, .))
+}
+template <bool kShift, int KW, int BITS>
+__device__ __forceinline__ void k_operand_any(const uint32_t (&w)[KW], int s, uint32_t& b0, uint32_t& b1) {
+  if constexpr (kShift)
+    k_operand_shift<KW>(w, s, b0, b1);
+  else
+    k_operand<KW, BITS>(w, s, b0, b1);
+}
+// V channel j of the thread's eighth: c (even j) or 16c (odd j), tokens a and b as (lo, hi).
+template <int VW>
+__device__ __forceinline__ uint32_t v_operand_shift(const uint32_t (&wa)[VW], const uint32_t (&wb)[VW], int j) {
+  const int c = j % 8;
+  uint32_t x = prmt(wa[j / 8], wb[j / 8], c < 4 ? 0x5410u : 0x7632u);
+  if (c % 4 >= 2) x >>= 8;
+  return codes_to_half2(x, c % 2 ? 0x00F000F0u : 0x000F000Fu);
+}
+template <bool kShift, int VW, int BITS>
+__device__ __forceinline__ uint32_t v_operand_any(const uint32_t (&wa)[VW], const uint32_t (&wb)[VW], int j) {
+  if constexpr (kShift)
+    return v_operand_shift<VW>(wa, wb, j);
+  else
+    return v_operand<VW, BITS>(wa, wb, j);
+}
+
 template <int D, int BITS>
 struct TmaFmt {
   using F = Fmt<D, BITS>;
@@ -67,8 +98,9 @@ constexpr size_t tma_smem_bytes() {
   return size_t(kDecodeWarps) * kStages * TmaFmt<D, BITS>::kStageBytes + kDecodeWarps * kStages * 8;
 }
 
-template <int D, int BITS, int kStages, int kMinBlocks>
+template <int D, int BITS, int kStages, int kMinBlocks, bool kFast>
 __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_tma(const DecodeParams p) {
+  constexpr bool kShift = kFast && BITS == 4;  // see k_operand_shift / v_operand_shift
   using F = Fmt<D, BITS>;
   using T = TmaFmt<D, BITS>;
   constexpr int R = F::kRow;
@@ -106,7 +138,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
   __syncwarp();
   // Q^T fragments of head g (zero for g >= G) in the permuted channel order; sum(q) of heads 2t and 2t+1.
   uint32_t qb[F::kKSteps][2];
-  float qs[2];
+  float qs[2], qbs[2];
   {
     __half qv[D / 4];
     if (g < G) {
@@ -117,12 +149,27 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
       for (int i = 0; i < D / 4; ++i) qv[i] = __ushort_as_half(0);
     }
-    float qsum = 0.f;
+    // kShift: the odd channels of the thread's quarter enter the MMA as 1024 + 16c, so their q is q/16 (exact
+    // unless subnormal) and the bias removed in fp32 is 1024 * (sum of even q + sum of odd q/16).
+    float qsum = 0.f, qbias = 0.f;
 #pragma unroll
-    for (int i = 0; i < D / 4; ++i) qsum += __half2float(qv[i]);
+    for (int i = 0; i < D / 4; ++i) {
+      qsum += __half2float(qv[i]);
+      if constexpr (kShift) {
+        if (i % 2) qv[i] = __hmul(qv[i], __ushort_as_half(0x2C00));  // 1/16
+        qbias += __half2float(qv[i]);
+      }
+    }
     qsum = quad_sum(qsum);
     qs[0] = __shfl_sync(0xffffffffu, qsum, 8 * t);
     qs[1] = __shfl_sync(0xffffffffu, qsum, 8 * t + 4);
+    if constexpr (kShift) {
+      qbias = 1024.f * quad_sum(qbias);
+      qbs[0] = __shfl_sync(0xffffffffu, qbias, 8 * t);
+      qbs[1] = __shfl_sync(0xffffffffu, qbias, 8 * t + 4);
+    } else {
+      qbs[0] = 1024.f * qs[0], qbs[1] = 1024.f * qs[1];
+    }
 #pragma unroll
     for (int s = 0; s < F::kKSteps; ++s) {
 #pragma unroll
@@ -207,8 +254,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
       for (int s = 0; s < F::kKSteps; ++s) {
         uint32_t a0, a1, a2, a3;
-        k_operand<F::kKWords, BITS>(cur.kw[2 * i], s, a0, a2);
-        k_operand<F::kKWords, BITS>(cur.kw[2 * i + 1], s, a1, a3);
+        k_operand_any<kShift, F::kKWords, BITS>(cur.kw[2 * i], s, a0, a2);
+        k_operand_any<kShift, F::kKWords, BITS>(cur.kw[2 * i + 1], s, a1, a3);
         mma_16816(s % 2 ? sc2[i] : sc[i], a0, a1, a2, a3, qb[s][0], qb[s][1]);
       }
 #pragma unroll
@@ -223,7 +270,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
         const uint32_t sz = cur.kp[r];
         const float ks = __half2float(__ushort_as_half(uint16_t(sz)));
         const float kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
-        float s = ks * (sc[i][e] - (1024.f + kz) * qs[h]) * p.scale_log2;  // K operand = 1024 + c
+        float s = ks * (sc[i][e] - qbs[h] - kz * qs[h]) * p.scale_log2;  // K operand = 1024 + c (or 1024 + 16c)
         s = tok0 + 8 * r + g < end ? s : -INFINITY;
         sc[i][e] = s;
         mx[h] = fmaxf(mx[h], s);
@@ -275,10 +322,10 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
       const uint32_t b0 = movmatrix_trans(ph[s][0]), b1 = movmatrix_trans(ph[s][1]);
 #pragma unroll
       for (int mi = 0; mi < kVM; ++mi) {
-        const uint32_t a0 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi);
-        const uint32_t a1 = v_operand<F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi + 1);
-        const uint32_t a2 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi);
-        const uint32_t a3 = v_operand<F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi + 1);
+        const uint32_t a0 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi);
+        const uint32_t a1 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi + 1);
+        const uint32_t a2 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi);
+        const uint32_t a3 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi + 1);
         mma_16816(o[mi], a0, a1, a2, a3, b0, b1);
       }
     }
@@ -303,7 +350,11 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
   for (int mi = 0; mi < kVM; ++mi) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = o[mi][e] - z[e & 1];
+    for (int e = 0; e < 4; ++e) {
+      // kShift: rows g + 8 (odd channels j) were accumulated as 16c.
+      const float oe = kShift && e >= 2 ? o[mi][e] * 0.0625f : o[mi][e];
+      sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = oe - z[e & 1];
+    }
   }
   combine_pk<D>(p, sm, pair, piece, piece < 0 ? 1 : (len + p.chunk - 1) / p.chunk);
 }
@@ -345,19 +396,24 @@ inline int tma_occupancy(K kernel, size_t smem) {
   return n > 0 ? n : 1;
 }
 
-// Variant 0: 4 stages, 3 CTAs per SM; variant 1: 3 stages, 4 CTAs per SM (at most 128 registers).
+// Variant 0: 4 stages, 3 CTAs per SM; 1: 3 stages, 4 CTAs per SM (at most 128 registers); both with the KV4 shift
+// trick; 2: variant 0 without it.
 template <int BITS, typename Fn>
 inline void tma_dispatch(int head_dim, int variant, Fn&& fn) {
   if (head_dim == 64) {
     if (variant == 1)
-      fn(decode_kernel_tma<64, BITS, 3, 4>, tma_smem_bytes<64, BITS, 3>());
+      fn(decode_kernel_tma<64, BITS, 3, 4, true>, tma_smem_bytes<64, BITS, 3>());
+    else if (variant == 2)
+      fn(decode_kernel_tma<64, BITS, 4, 3, false>, tma_smem_bytes<64, BITS, 4>());
     else
-      fn(decode_kernel_tma<64, BITS, 4, 3>, tma_smem_bytes<64, BITS, 4>());
+      fn(decode_kernel_tma<64, BITS, 4, 3, true>, tma_smem_bytes<64, BITS, 4>());
   } else {
     if (variant == 1)
-      fn(decode_kernel_tma<128, BITS, 3, 4>, tma_smem_bytes<128, BITS, 3>());
+      fn(decode_kernel_tma<128, BITS, 3, 4, true>, tma_smem_bytes<128, BITS, 3>());
+    else if (variant == 2)
+      fn(decode_kernel_tma<128, BITS, 4, 3, false>, tma_smem_bytes<128, BITS, 4>());
     else
-      fn(decode_kernel_tma<128, BITS, 4, 3>, tma_smem_bytes<128, BITS, 4>());
+      fn(decode_kernel_tma<128, BITS, 4, 3, true>, tma_smem_bytes<128, BITS, 4>());
   }
 }
 

@@ -90,10 +90,10 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   static const int per_sm[2][2] = {{attn::decode_pk_ctas_per_sm<4>(64), attn::decode_pk_ctas_per_sm<4>(128)},
                                    {attn::decode_pk_ctas_per_sm<8>(64), attn::decode_pk_ctas_per_sm<8>(128)}};
   const bool v6 = g_tuning.version == 6;
-  static int per_sm_tma[2][2][3] = {};  // [KV8][D == 128][variant], filled on first use
+  static int per_sm_tma[2][2][5] = {};  // [KV8][D == 128][variant], filled on first use
   int own = per_sm[bits == 8][D == 128];
   if (v6) {
-    const int var = std::min(std::max(g_tuning.tma_variant, 0), 2);
+    const int var = std::min(std::max(g_tuning.tma_variant, 0), 4);
     int& n = per_sm_tma[bits == 8][D == 128][var];
     if (n == 0) n = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, var) : attn::decode_tma_ctas_per_sm<8>(D, var);
     own = n;

@@ -98,7 +98,7 @@ constexpr size_t tma_smem_bytes() {
   return size_t(kDecodeWarps) * kStages * TmaFmt<D, BITS>::kStageBytes + kDecodeWarps * kStages * 8;
 }
 
-template <int D, int BITS, int kStages, int kMinBlocks, bool kFast>
+template <int D, int BITS, int kStages, int kMinBlocks, bool kFast, bool kLazy>
 __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_tma(const DecodeParams p) {
   constexpr bool kShift = kFast && BITS == 4;  // see k_operand_shift / v_operand_shift
   using F = Fmt<D, BITS>;
@@ -276,21 +276,32 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
         mx[h] = fmaxf(mx[h], s);
       }
     }
-    float alpha[2], m_use[2];
+    float m_use[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 4));
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 8));
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 16));
-      const float m_new = fmaxf(m[h], mx[h]);
-      m_use[h] = m_new == -INFINITY ? 0.f : m_new;
-      alpha[h] = exp2f(m[h] - m_use[h]);
-      m[h] = m_new;
-      l[h] *= alpha[h];
-      z[h] *= alpha[h];
+    }
+    // kLazy: the running max moves (and O, l, z are rescaled) only when a block max exceeds it by more than 8 (log2
+    // units), so p <= 256 meanwhile; O / l does not depend on the reference max, only P' = fp16(p * scale_v) is rounded
+    // (relatively, as before). Without kLazy: every block, as v2.
+    if (!kLazy || __any_sync(0xffffffffu, mx[0] > m[0] + 8.f || mx[1] > m[1] + 8.f)) {
+      float alpha[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float m_new = fmaxf(m[h], mx[h]);
+        const float mu = m_new == -INFINITY ? 0.f : m_new;
+        alpha[h] = exp2f(m[h] - mu);
+        m[h] = m_new;
+        l[h] *= alpha[h];
+        z[h] *= alpha[h];
+      }
+#pragma unroll
+      for (int j = 0; j < kVM; ++j) o[j][0] *= alpha[0], o[j][1] *= alpha[1], o[j][2] *= alpha[0], o[j][3] *= alpha[1];
     }
 #pragma unroll
-    for (int j = 0; j < kVM; ++j) o[j][0] *= alpha[0], o[j][1] *= alpha[1], o[j][2] *= alpha[0], o[j][3] *= alpha[1];
+    for (int h = 0; h < 2; ++h) m_use[h] = m[h] == -INFINITY ? 0.f : m[h];
     // P' = fp16(p * scale_v) as [token row][heads 2t, 2t+1] pairs; z accumulates P' * zero_v with the rounded P'.
     uint32_t ph[kMT][2];
 #pragma unroll
@@ -396,25 +407,24 @@ inline int tma_occupancy(K kernel, size_t smem) {
   return n > 0 ? n : 1;
 }
 
-// Variant 0: 4 stages, 3 CTAs per SM; 1: 3 stages, 4 CTAs per SM (at most 128 registers); both with the KV4 shift
-// trick; 2: variant 0 without it.
+// Variants (stages, CTAs per SM, KV4 shift trick, lazy rescale): 0 (4, 3, yes, no), 1 (3, 4, yes, no; at most 128
+// registers), 2 (4, 3, no, no), 3 (4, 3, yes, yes), 4 (3, 4, yes, yes).
+template <int BITS, int D, typename Fn>
+inline void tma_dispatch_d(int variant, Fn&& fn) {
+  switch (variant) {
+    case 1: fn(decode_kernel_tma<D, BITS, 3, 4, true, false>, tma_smem_bytes<D, BITS, 3>()); break;
+    case 2: fn(decode_kernel_tma<D, BITS, 4, 3, false, false>, tma_smem_bytes<D, BITS, 4>()); break;
+    case 3: fn(decode_kernel_tma<D, BITS, 4, 3, true, true>, tma_smem_bytes<D, BITS, 4>()); break;
+    case 4: fn(decode_kernel_tma<D, BITS, 3, 4, true, true>, tma_smem_bytes<D, BITS, 3>()); break;
+    default: fn(decode_kernel_tma<D, BITS, 4, 3, true, false>, tma_smem_bytes<D, BITS, 4>()); break;
+  }
+}
 template <int BITS, typename Fn>
 inline void tma_dispatch(int head_dim, int variant, Fn&& fn) {
-  if (head_dim == 64) {
-    if (variant == 1)
-      fn(decode_kernel_tma<64, BITS, 3, 4, true>, tma_smem_bytes<64, BITS, 3>());
-    else if (variant == 2)
-      fn(decode_kernel_tma<64, BITS, 4, 3, false>, tma_smem_bytes<64, BITS, 4>());
-    else
-      fn(decode_kernel_tma<64, BITS, 4, 3, true>, tma_smem_bytes<64, BITS, 4>());
-  } else {
-    if (variant == 1)
-      fn(decode_kernel_tma<128, BITS, 3, 4, true>, tma_smem_bytes<128, BITS, 3>());
-    else if (variant == 2)
-      fn(decode_kernel_tma<128, BITS, 4, 3, false>, tma_smem_bytes<128, BITS, 4>());
-    else
-      fn(decode_kernel_tma<128, BITS, 4, 3, true>, tma_smem_bytes<128, BITS, 4>());
-  }
+  if (head_dim == 64)
+    tma_dispatch_d<BITS, 64>(variant, fn);
+  else
+    tma_dispatch_d<BITS, 128>(variant, fn);
 }
 
 #define QOQ_INSTANTIATE_DECODE_TMA(BITS)                                                                          \

@@ -279,9 +279,11 @@ int main(int argc, char** argv) {
         return t;
       };
       const int dv = default_version;
-      std::printf("      sweep KV4 B=%d L=%d: v5 %.1f | v6 %.1f | v6 3 stages x 4 CTAs %.1f | v6 no shift trick %.1f | pdl %.1f",
-                  B, L, knob("version", 5, dv), knob("version", 6, dv), knob2("version", 6, dv, "tma_variant", 1, 0),
-                  knob2("version", 6, dv, "tma_variant", 2, 0), knob("pdl", 1, 0));
+      // v6 variants (decode_tma.cuh): 0 = 4 stages x 3 CTAs/SM, 1 = 3 x 4, 2 = 0 without the shift trick, 3 = 0 + lazy
+      // rescale, 4 = 1 + lazy rescale (the default).
+      std::printf("      sweep KV4 B=%d L=%d: v5 %.1f | v6 variants 0 %.1f 1 %.1f 2 %.1f 3 %.1f | pdl %.1f", B, L,
+                  knob("version", 5, dv), knob("tma_variant", 0, 4), knob("tma_variant", 1, 4),
+                  knob("tma_variant", 2, 4), knob("tma_variant", 3, 4), knob("pdl", 1, 0));
       if (B * kHkv >= 396) {
         std::printf(" | no tail split %.1f | tail 2 pieces %.1f | tail 396 pairs %.1f", knob("tail", 0, 1),
                     knob("tail_pieces", 2, 0), knob("tail", 396, 1));

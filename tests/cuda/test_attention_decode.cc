@@ -257,9 +257,10 @@ TEST(Decode, PersistentSchedules) {
   struct Knobs {
     int ctas_per_sm, tail, version, pdl, look, tma_variant, round;
   };
-  for (const Knobs k : {Knobs{1, 1, 4, 0, 1, 0, 128}, Knobs{0, 1, 4, 1, 1, 0, 128}, Knobs{1, 1, 5, 0, 1, 0, 128},
-                        Knobs{0, 300, 5, 1, 0, 0, 32}, Knobs{0, 1, 2, 0, 1, 0, 128}, Knobs{0, 1, 6, 0, 1, 0, 128},
-                        Knobs{1, 300, 6, 1, 1, 1, 32}, Knobs{0, 1, 6, 0, 1, 2, 128}}) {
+  for (const Knobs k : {Knobs{1, 1, 4, 0, 1, 4, 128}, Knobs{0, 1, 4, 1, 1, 4, 128}, Knobs{1, 1, 5, 0, 1, 4, 128},
+                        Knobs{0, 300, 5, 1, 0, 4, 32}, Knobs{0, 1, 2, 0, 1, 4, 128}, Knobs{0, 1, 6, 0, 1, 0, 128},
+                        Knobs{1, 300, 6, 1, 1, 1, 32}, Knobs{0, 1, 6, 0, 1, 2, 128}, Knobs{0, 1, 6, 0, 1, 3, 128},
+                        Knobs{1, 300, 6, 1, 1, 4, 32}}) {
     SCOPED_TRACE("ctas_per_sm " + std::to_string(k.ctas_per_sm) + " tail " + std::to_string(k.tail) + " version " +
                  std::to_string(k.version) + " pdl " + std::to_string(k.pdl) + " look " + std::to_string(k.look) +
                  " tma " + std::to_string(k.tma_variant) + " round " + std::to_string(k.round));
@@ -281,7 +282,7 @@ TEST(Decode, PersistentSchedules) {
   cuda::decode_tuning("version", 6);
   cuda::decode_tuning("pdl", 0);
   cuda::decode_tuning("look", 1);
-  cuda::decode_tuning("tma_variant", 0);
+  cuda::decode_tuning("tma_variant", 4);
   cuda::decode_tuning("round", 128);
 }
 

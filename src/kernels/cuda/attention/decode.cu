@@ -45,7 +45,7 @@ struct Tuning {
   int tail_pieces = 0;
   int pdl = 0;
   int look = 1;
-  int tma_variant = 0;
+  int tma_variant = 4;
   int round = 128;  // pieces' token granularity (multiple of 32)
 };
 Tuning g_tuning;

@@ -38,6 +38,49 @@ __device__ __forceinline__ void stage_q(const DecodeParams& p, int pair, uint16_
   asm volatile("cp.async.commit_group;\n" ::);
 }
 
+// Weighted sum of the pieces' partial outputs (float4 per thread and output), kBatch pieces' loads issued together.
+template <int D, int kPer, int kBatch>
+__device__ __forceinline__ void combine_o(const DecodeParams& p, const float* wgt, const float* inv_l, int slot0,
+                                          int n_active, uint16_t* out) {
+  const int G = p.group, n4 = G * D / 4;
+  const float4* src = reinterpret_cast<const float4*>(p.ws_o) + size_t(slot0) * n4;
+  float4 acc[kPer];
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) acc[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int s0 = 0; s0 < n_active; s0 += kBatch) {
+    float4 v[kPer][kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int i = threadIdx.x + k * kDecodeWarps * 32;
+        v[k][u] = i < n4 && s0 + u < n_active ? __ldcg(src + size_t(s0 + u) * n4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int i = threadIdx.x + k * kDecodeWarps * 32;
+        const float f = s0 + u < n_active && i < n4 ? wgt[(s0 + u) * G + 4 * i / D] : 0.f;
+        acc[k].x += v[k][u].x * f, acc[k].y += v[k][u].y * f, acc[k].z += v[k][u].z * f, acc[k].w += v[k][u].w * f;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int i = threadIdx.x + k * kDecodeWarps * 32;
+    if (i < n4) {
+      const float r = inv_l[4 * i / D];
+      const __half2 lo = __floats2half2_rn(acc[k].x * r, acc[k].y * r);
+      const __half2 hi = __floats2half2_rn(acc[k].z * r, acc[k].w * r);
+      uint2 v;
+      v.x = *reinterpret_cast<const uint32_t*>(&lo), v.y = *reinterpret_cast<const uint32_t*>(&hi);
+      reinterpret_cast<uint2*>(out)[i] = v;
+    }
+  }
+}
+
 // After every warp wrote its state to `sm`: combines the warps; a whole pair (or the only non-empty piece) writes its
 // output, a piece writes its partial and the last piece of the pair combines all partials. Ends with a barrier, so
 // `sm` is free again.
@@ -75,59 +118,39 @@ __device__ void combine_pk(const DecodeParams& p, CombineSmem<D>& sm, int pair, 
     if (sm.last) {
       __threadfence();
       const int slot0 = (pair - p.whole) * p.pieces;
-      // Weights: 16 threads per head, each over every 16th piece, all loads independent; max and sum by shuffles.
+      // Weights: 16 threads per head, each over pieces sub, sub + 16, ... (at most 64 pieces: 4 each), its m and l
+      // loaded at once; max and sum by shuffles. Then the outputs with many loads in flight (combine_o): a chain of
+      // L2 round trips per piece or per few pieces cost ~0.12 us per piece (B=1, 43 pieces: ~5 us).
       float* wgt = &sm.o[0][0][0];  // [piece][head] (pieces * G <= 4 * 8 * D floats)
       const int h = threadIdx.x / 16, sub = threadIdx.x % 16;
-      float M = -INFINITY;
-      if (h < G)
-        for (int s = sub; s < n_active; s += 16) M = fmaxf(M, __ldcg(p.ws_m + size_t(slot0 + s) * G + h));
+      float ms[4], ls[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int s = sub + 16 * u;
+        const bool ok = h < G && s < n_active;
+        ms[u] = ok ? __ldcg(p.ws_m + size_t(slot0 + s) * G + h) : -INFINITY;
+        ls[u] = ok ? __ldcg(p.ws_l + size_t(slot0 + s) * G + h) : 0.f;
+      }
+      float M = fmaxf(fmaxf(ms[0], ms[1]), fmaxf(ms[2], ms[3]));
 #pragma unroll
       for (int x = 1; x < 16; x <<= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, x));
       float L = 0.f;
-      if (h < G) {
-        for (int s = sub; s < n_active; s += 16) {
-          const float ms = __ldcg(p.ws_m + size_t(slot0 + s) * G + h);
-          const float f = ms == -INFINITY ? 0.f : exp2f(ms - M);
-          wgt[s * G + h] = f;
-          L += __ldcg(p.ws_l + size_t(slot0 + s) * G + h) * f;
-        }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int s = sub + 16 * u;
+        const float f = ms[u] == -INFINITY ? 0.f : exp2f(ms[u] - M);
+        if (h < G && s < n_active) wgt[s * G + h] = f;
+        L += ls[u] * f;
       }
 #pragma unroll
       for (int x = 1; x < 16; x <<= 1) L += __shfl_xor_sync(0xffffffffu, L, x);
       if (h < G && sub == 0) sm.l[0][h] = 1.f / L;
       __syncthreads();
-      // Each thread owns up to kPer float4 outputs (G * D / 4 <= 256 = 2 per thread) and walks the pieces once, so a
-      // batch of loads covers all its outputs.
-      constexpr int kPer = kMaxGroup * D / 4 / (kDecodeWarps * 32);
-      const float4* src = reinterpret_cast<const float4*>(p.ws_o) + size_t(slot0) * G * D / 4;
-      float4 acc[kPer];
-#pragma unroll
-      for (int k = 0; k < kPer; ++k) acc[k] = make_float4(0.f, 0.f, 0.f, 0.f);
       const int n4 = G * D / 4;
-#pragma unroll 4
-      for (int s = 0; s < n_active; ++s) {
-#pragma unroll
-        for (int k = 0; k < kPer; ++k) {
-          const int i = threadIdx.x + k * kDecodeWarps * 32;
-          if (i < n4) {
-            const float4 v = __ldcg(src + size_t(s) * n4 + i);
-            const float f = wgt[s * G + 4 * i / D];
-            acc[k].x += v.x * f, acc[k].y += v.y * f, acc[k].z += v.z * f, acc[k].w += v.w * f;
-          }
-        }
-      }
-#pragma unroll
-      for (int k = 0; k < kPer; ++k) {
-        const int i = threadIdx.x + k * kDecodeWarps * 32;
-        if (i < n4) {
-          const float r = sm.l[0][4 * i / D];
-          const __half2 lo = __floats2half2_rn(acc[k].x * r, acc[k].y * r);
-          const __half2 hi = __floats2half2_rn(acc[k].z * r, acc[k].w * r);
-          uint2 v;
-          v.x = *reinterpret_cast<const uint32_t*>(&lo), v.y = *reinterpret_cast<const uint32_t*>(&hi);
-          reinterpret_cast<uint2*>(out)[i] = v;
-        }
-      }
+      if (n4 <= kDecodeWarps * 32)
+        combine_o<D, 1, 16>(p, wgt, sm.l[0], slot0, n_active, out);
+      else
+        combine_o<D, 2, 8>(p, wgt, sm.l[0], slot0, n_active, out);
       if (threadIdx.x == 0) p.counters[pair] = 0;
     }
   }

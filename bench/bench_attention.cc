@@ -4,8 +4,7 @@
 // each call reading a different copy of the cache (page tables rotate over >= 512 MB, so KV is not L2-resident).
 // Usage: bench_attention [--quick] [--v2] [--sweep] [--cases B:L,B:L,...] [--csv FILE]
 //   --v2: also the previous KV4 kernel (v2, grid of (KV head, sequence, split) CTAs) side by side;
-//   --sweep: decode_attention's knobs one at a time at each case (look-ahead, PDL, v4, CTAs per SM, tail split,
-//   pieces).
+//   --sweep: decode_attention's knobs one at a time at each case (kernel variants, PDL, tail split, pieces).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -142,7 +141,7 @@ double kv_bytes(int bits, int B, int L) {
 
 int main(int argc, char** argv) {
   bool quick = false, with_v2 = false, sweep = false, floor = true, kv4_only = false;
-  int default_version = 6;  // decode_attention's default kernel for KV4 / KV8 (the knobs are reset to it)
+  int default_version = 6;  // decode_attention's default kernel for KV4 / KV8
   const char* csv_path = nullptr;
   std::vector<std::pair<int, int>> cases;
   for (int i = 1; i < argc; ++i) {
@@ -278,15 +277,13 @@ int main(int argc, char** argv) {
         qc::decode_tuning(n2, d2);
         return t;
       };
-      const int dv = default_version;
-      // v6 variants (decode_tma.cuh): 0 = 4 stages x 3 CTAs/SM, 1 = 3 x 4, 2 = 0 without the shift trick, 3 = 0 + lazy
-      // rescale, 4 = 1 + lazy rescale (the default).
-      std::printf("      sweep KV4 B=%d L=%d: v5 %.1f | v6 variants 0 %.1f 1 %.1f 2 %.1f 3 %.1f | pdl %.1f", B, L,
-                  knob("version", 5, dv), knob("tma_variant", 0, 4), knob("tma_variant", 1, 4),
-                  knob("tma_variant", 2, 4), knob("tma_variant", 3, 4), knob("pdl", 1, 0));
-      if (B * kHkv >= 396) {
-        std::printf(" | no tail split %.1f | tail 2 pieces %.1f | tail 396 pairs %.1f", knob("tail", 0, 1),
-                    knob("tail_pieces", 2, 0), knob("tail", 396, 1));
+      // v6 variants (decode_tma.cuh): 0 = 3-stage ring x 4 CTAs/SM (the default), 1 = 4 stages x 3 CTAs, 2 = 0 without
+      // the lazy rescale, 3 = 2 without the shift trick.
+      std::printf("      sweep KV4 B=%d L=%d: v6 variants 1 %.1f 2 %.1f 3 %.1f | pdl %.1f", B, L, knob("variant", 1, 0),
+                  knob("variant", 2, 0), knob("variant", 3, 0), knob("pdl", 1, 0));
+      if (B * kHkv >= 528) {
+        std::printf(" | tail split in 2 %.1f | last 528 pairs in 2 %.1f", knob("tail_pieces", 2, 0),
+                    knob2("tail", 528, 1, "tail_pieces", 2, 0));
       } else {
         std::printf(" | pieces of 32-token granularity %.1f | pieces", knob("round", 32, 128));
         for (int sp : {8, 16, 24, 32, 48, 64}) {

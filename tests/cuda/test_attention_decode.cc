@@ -24,8 +24,8 @@
 
 using namespace qoq;
 
-// Schedule knobs of decode_attention (src/kernels/cuda/attention/decode.cu; not public API): the tests force other
-// grids than the device's default so that every path of the persistent schedule runs.
+// Knobs of decode_attention (src/kernels/cuda/attention/decode.cu; not public API): the tests force the kernel
+// variants and schedules the default shapes do not reach.
 namespace qoq::cuda {
 void decode_tuning(const char* knob, int value);
 }
@@ -249,41 +249,37 @@ TEST(Decode, ForcedSplits) {
     for (int bits : {4, 16}) run_decode_case({128, 32, 8, bits, ragged(3, 4000, rng), splits}, 200 + splits + bits);
 }
 
-// The other schedules and kernels behind the knobs: v4's persistent grid (many rounds of whole pairs, then tail pieces;
-// programmatic dependent launch), v5 with other grids / tail splits / no page look-ahead, and v2, on ragged batches
-// whose pieces may be empty.
-TEST(Decode, PersistentSchedules) {
+// The other schedules and kernels behind the knobs: the v6 variants (ring depth / CTAs per SM, without the shift
+// trick, without the lazy rescale), a split tail of a large batch (whole pairs, then pieces), 32-token piece
+// granularity, programmatic dependent launch, and v2, on ragged batches whose pieces may be empty.
+TEST(Decode, Schedules) {
   std::mt19937 rng(4);
   struct Knobs {
-    int ctas_per_sm, tail, version, pdl, look, tma_variant, round;
+    int version, variant, tail, tail_pieces, round, pdl;
   };
-  for (const Knobs k : {Knobs{1, 1, 4, 0, 1, 4, 128}, Knobs{0, 1, 4, 1, 1, 4, 128}, Knobs{1, 1, 5, 0, 1, 4, 128},
-                        Knobs{0, 300, 5, 1, 0, 4, 32}, Knobs{0, 1, 2, 0, 1, 4, 128}, Knobs{0, 1, 6, 0, 1, 0, 128},
-                        Knobs{1, 300, 6, 1, 1, 1, 32}, Knobs{0, 1, 6, 0, 1, 2, 128}, Knobs{0, 1, 6, 0, 1, 3, 128},
-                        Knobs{1, 300, 6, 1, 1, 4, 32}}) {
-    SCOPED_TRACE("ctas_per_sm " + std::to_string(k.ctas_per_sm) + " tail " + std::to_string(k.tail) + " version " +
-                 std::to_string(k.version) + " pdl " + std::to_string(k.pdl) + " look " + std::to_string(k.look) +
-                 " tma " + std::to_string(k.tma_variant) + " round " + std::to_string(k.round));
-    cuda::decode_tuning("ctas_per_sm", k.ctas_per_sm);
-    cuda::decode_tuning("tail", k.tail);
+  for (const Knobs k : {Knobs{6, 1, 1, 0, 128, 0}, Knobs{6, 2, 300, 3, 32, 1}, Knobs{6, 3, 1, 0, 128, 0},
+                        Knobs{6, 0, 700, 2, 128, 0}, Knobs{2, 0, 1, 0, 128, 0}}) {
+    SCOPED_TRACE("version " + std::to_string(k.version) + " variant " + std::to_string(k.variant) + " tail " +
+                 std::to_string(k.tail) + "x" + std::to_string(k.tail_pieces) + " round " + std::to_string(k.round) +
+                 " pdl " + std::to_string(k.pdl));
     cuda::decode_tuning("version", k.version);
-    cuda::decode_tuning("pdl", k.pdl);
-    cuda::decode_tuning("look", k.look);
-    cuda::decode_tuning("tma_variant", k.tma_variant);
+    cuda::decode_tuning("variant", k.variant);
+    cuda::decode_tuning("tail", k.tail);
+    cuda::decode_tuning("tail_pieces", k.tail_pieces);
     cuda::decode_tuning("round", k.round);
+    cuda::decode_tuning("pdl", k.pdl);
     for (int bits : {4, 8}) {
-      run_decode_case({128, 32, 8, bits, ragged(100, 1500, rng)}, 600 + bits);  // 800 pairs: rounds + tail pieces
+      run_decode_case({128, 32, 8, bits, ragged(100, 1500, rng)}, 600 + bits);  // 800 pairs
       run_decode_case({64, 9, 3, bits, ragged(7, 9000, rng)}, 610 + bits);
       run_decode_case({128, 32, 8, bits, ragged(1, 20000, rng)}, 620 + bits);
     }
   }
-  cuda::decode_tuning("ctas_per_sm", 0);
-  cuda::decode_tuning("tail", 1);
   cuda::decode_tuning("version", 6);
-  cuda::decode_tuning("pdl", 0);
-  cuda::decode_tuning("look", 1);
-  cuda::decode_tuning("tma_variant", 4);
+  cuda::decode_tuning("variant", 0);
+  cuda::decode_tuning("tail", 1);
+  cuda::decode_tuning("tail_pieces", 0);
   cuda::decode_tuning("round", 128);
+  cuda::decode_tuning("pdl", 0);
 }
 
 // ---- RoPE + quantization + paged write.

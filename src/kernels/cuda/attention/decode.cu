@@ -36,17 +36,16 @@ size_t decode_workspace_bytes(int batch, int n_heads, int n_kv_heads, int head_d
 
 namespace {
 
-// Experiment knobs of the benchmark (decode_tuning, declared there): kernel version (2: the v2 grid for KV4/KV8),
-// resident CTAs per SM of v4 (0: occupancy), whether v4 splits the tail pairs of a large batch.
+// Knobs of the benchmark and the tests (decode_tuning, declared there; not public API): the kernel for KV4 / KV8
+// (6: decode_tma.cuh, 2: v2 of bench/NOTES_attention.md, kept for side-by-side runs), its variant, the tail split of
+// large batches, the pieces' granularity, programmatic dependent launch.
 struct Tuning {
   int version = 6;
-  int ctas_per_sm = 0;
-  int tail = 1;  // 1: split the last (pairs mod resident) pairs; 0: none; > 1: that many pairs
+  int variant = 0;  // decode_tma.cuh: tma_dispatch
+  int tail = 1;     // 1: split the last (pairs mod resident CTAs) pairs; 0: none; > 1: that many pairs
   int tail_pieces = 0;
-  int pdl = 0;
-  int look = 1;
-  int tma_variant = 4;
   int round = 128;  // pieces' token granularity (multiple of 32)
+  int pdl = 0;
 };
 Tuning g_tuning;
 
@@ -67,55 +66,36 @@ void carve_workspace(const DecodeArgs& a, int slots, int G, attn::DecodeParams& 
   p.ws_o = p.ws_l + size_t(slots) * G;
 }
 
-}  // namespace
-
-void decode_tuning(const char* knob, int value) {
-  const std::string k = knob;
-  if (k == "version") g_tuning.version = value;
-  if (k == "ctas_per_sm") g_tuning.ctas_per_sm = value;
-  if (k == "tail") g_tuning.tail = value;
-  if (k == "pdl") g_tuning.pdl = value;
-  if (k == "look") g_tuning.look = value;
-  if (k == "tail_pieces") g_tuning.tail_pieces = value;
-  if (k == "tma_variant") g_tuning.tma_variant = value;
-  if (k == "round" && value >= 32 && value % 32 == 0) g_tuning.round = value;
-}
-
-// v4 (KV4 / KV8): a persistent grid of resident CTAs over work items (decode_persistent.cuh). Large batches: whole
-// pairs, and the pairs of the last, partial round cut into pieces that fill it; small batches: every pair cut into
-// ~resident CTAs / pairs pieces.
-static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
+// KV4 / KV8: one CTA per work item (decode_combine.cuh). Large batches: whole pairs (the hardware schedules them; a
+// partial last wave of pairs may be cut into pieces); small batches: every pair cut into ~resident CTAs / pairs
+// pieces (the kernel is bound by the blocks each SM runs, so the pieces fill every CTA slot once).
+void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim, bits = cache.layout.bits;
   const int pairs = a.batch * hkv;
-  static const int per_sm[2][2] = {{attn::decode_pk_ctas_per_sm<4>(64), attn::decode_pk_ctas_per_sm<4>(128)},
-                                   {attn::decode_pk_ctas_per_sm<8>(64), attn::decode_pk_ctas_per_sm<8>(128)}};
-  const bool v6 = g_tuning.version == 6;
-  static int per_sm_tma[2][2][5] = {};  // [KV8][D == 128][variant], filled on first use
-  int own = per_sm[bits == 8][D == 128];
-  if (v6) {
-    const int var = std::min(std::max(g_tuning.tma_variant, 0), 4);
-    int& n = per_sm_tma[bits == 8][D == 128][var];
-    if (n == 0) n = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, var) : attn::decode_tma_ctas_per_sm<8>(D, var);
-    own = n;
-  }
-  const int resident = sm_count() * (g_tuning.ctas_per_sm > 0 ? g_tuning.ctas_per_sm : own);
+  const int var = std::min(std::max(g_tuning.variant, 0), attn::kTmaVariants - 1);
+  static int per_sm[2][2][attn::kTmaVariants] = {};  // [KV8][D == 128][variant], occupancy API on first use
+  int& own = per_sm[bits == 8][D == 128][var];
+  if (own == 0) own = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, var) : attn::decode_tma_ctas_per_sm<8>(D, var);
+  const int resident = sm_count() * own;
   const int slots = partial_slots(a.batch, hkv);
-  const bool v5 = g_tuning.version == 5 || v6;  // same schedule
   int whole = 0, pieces = 1;
   if (a.splits > 0) {
     pieces = a.splits;
   } else if (pairs >= resident) {
-    const int rounds = pairs / resident;
-    int tail = pairs - rounds * resident;
-    if (v5 && g_tuning.tail > 1) tail = std::min(g_tuning.tail, pairs);
+    int tail = pairs % resident;
+    if (g_tuning.tail > 1) tail = std::min(g_tuning.tail, pairs);
     pieces = tail > 0 && g_tuning.tail ? resident / tail : 1;
-    if (v5 && g_tuning.tail_pieces > 0) pieces = g_tuning.tail_pieces;
+    if (g_tuning.tail_pieces > 0) pieces = g_tuning.tail_pieces;
     whole = pairs - tail;
   } else {
-    pieces = resident / pairs;
+    // Sweeps (NOTES_decode.md, round 4): B=1 is bound by the blocks each SM runs, and each piece adds to the last
+    // CTA's combine: L=32768 32 pieces 19.2 us, 64 pieces 22.4, 16 21.9; L=16384 32: 14.2, 64: 17.7; L=4096 16
+    // (256-token pieces) 8.9, 32: 10.3; B=16: 4 pieces (4 CTAs/SM) 155, 8: 158, 16: 161.
+    pieces = std::min(resident / pairs, 32);
+    pieces = std::min(pieces, std::max(1, a.max_length / 256));
   }
   // Pieces of at least 128 tokens, a multiple of `round` (128: whole 32-token blocks for each warp), at most 64 (the
-  // combine reads them all).
+  // combine loads at most 4 pieces' m and l per thread).
   const int rnd = g_tuning.round;
   pieces = std::max(1, std::min({pieces, 64, (a.max_length + 127) / 128, slots / std::max(pairs - whole, 1)}));
   int chunk = (a.max_length + pieces - 1) / pieces;
@@ -144,30 +124,29 @@ static void decode_v4(const PagedKv& cache, const DecodeArgs& a, cudaStream_t st
   p.n_items = whole + (pairs - whole) * pieces;
   p.pdl = g_tuning.pdl;
   p.out = a.out;
-  if (v6) {
-    if (bits == 4)
-      attn::launch_decode_tma<4>(D, g_tuning.tma_variant, p, p.n_items, stream);
-    else
-      attn::launch_decode_tma<8>(D, g_tuning.tma_variant, p, p.n_items, stream);
-  } else if (v5) {
-    if (bits == 4)
-      attn::launch_decode_it<4>(D, g_tuning.look, p, p.n_items, stream);
-    else
-      attn::launch_decode_it<8>(D, g_tuning.look, p, p.n_items, stream);
-  } else {
-    const int grid = std::min(resident, p.n_items);
-    if (bits == 4)
-      attn::launch_decode_pk<4>(D, p, grid, stream);
-    else
-      attn::launch_decode_pk<8>(D, p, grid, stream);
-  }
+  if (bits == 4)
+    attn::launch_decode_tma<4>(D, var, p, p.n_items, stream);
+  else
+    attn::launch_decode_tma<8>(D, var, p, p.n_items, stream);
   QOQ_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void decode_tuning(const char* knob, int value) {
+  const std::string k = knob;
+  if (k == "version") g_tuning.version = value;
+  if (k == "variant") g_tuning.variant = value;
+  if (k == "tail") g_tuning.tail = value;
+  if (k == "tail_pieces") g_tuning.tail_pieces = value;
+  if (k == "round" && value >= 32 && value % 32 == 0) g_tuning.round = value;
+  if (k == "pdl") g_tuning.pdl = value;
 }
 
 void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
   check_args(cache, a);
   if (a.batch == 0 || a.max_length == 0) return;
-  if (cache.layout.bits != 16 && g_tuning.version != 2) return decode_v4(cache, a, stream);
+  if (cache.layout.bits != 16 && g_tuning.version != 2) return decode_v6(cache, a, stream);
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim;
   const int pairs = a.batch * hkv;
   // Splits (device sweeps, bench/NOTES_attention.md): only when the pairs alone leave SMs empty, and then about one

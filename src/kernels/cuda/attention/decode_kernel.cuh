@@ -34,7 +34,7 @@ struct DecodeParams {
   float scale_log2;  // softmax scale * log2(e)
   int chunk;         // tokens per split (multiple of 64)
   int splits;
-  int whole;    // v4 (decode_persistent.cuh): items [0, whole) are whole pairs,
+  int whole;    // work items (decode_combine.cuh): [0, whole) are whole pairs,
   int pieces;   // then `pieces` items of `chunk` tokens per remaining pair,
   int n_items;  // whole + (pairs - whole) * pieces items in all
   int pdl;      // launched with programmatic stream serialization (griddepcontrol)

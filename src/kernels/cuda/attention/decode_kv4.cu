@@ -3,7 +3,5 @@
 
 namespace qoq::cuda::attn {
 QOQ_INSTANTIATE_DECODE(4)
-QOQ_INSTANTIATE_DECODE_PK(4)
-QOQ_INSTANTIATE_DECODE_IT(4)
 QOQ_INSTANTIATE_DECODE_TMA(4)
 }  // namespace qoq::cuda::attn

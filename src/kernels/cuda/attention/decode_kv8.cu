@@ -3,7 +3,5 @@
 
 namespace qoq::cuda::attn {
 QOQ_INSTANTIATE_DECODE(8)
-QOQ_INSTANTIATE_DECODE_PK(8)
-QOQ_INSTANTIATE_DECODE_IT(8)
 QOQ_INSTANTIATE_DECODE_TMA(8)
 }  // namespace qoq::cuda::attn

@@ -5,7 +5,7 @@
 // V rows, K params, V params: all contiguous runs of one page block); every lane then reads its fragments with the
 // same pattern the global loads had.
 #pragma once
-#include "kernels/cuda/attention/decode_items.cuh"
+#include "kernels/cuda/attention/decode_combine.cuh"
 
 namespace qoq::cuda::attn {
 
@@ -89,7 +89,7 @@ __device__ __forceinline__ uint32_t v_operand_any(const uint32_t (&wa)[VW], cons
 template <int D, int BITS>
 struct TmaFmt {
   using F = Fmt<D, BITS>;
-  static constexpr int kRowsBytes = F::kTok * F::kRow;              // K (or V) rows of one block
+  static constexpr int kRowsBytes = F::kTok * F::kRow;                  // K (or V) rows of one block
   static constexpr int kStageBytes = 2 * kRowsBytes + 2 * F::kTok * 4;  // + K and V params
 };
 
@@ -367,7 +367,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
       sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = oe - z[e & 1];
     }
   }
-  combine_pk<D>(p, sm, pair, piece, piece < 0 ? 1 : (len + p.chunk - 1) / p.chunk);
+  combine_items<D>(p, sm, pair, piece, piece < 0 ? 1 : (len + p.chunk - 1) / p.chunk);
 }
 
 template <int BITS>
@@ -407,16 +407,25 @@ inline int tma_occupancy(K kernel, size_t smem) {
   return n > 0 ? n : 1;
 }
 
-// Variants (stages, CTAs per SM, KV4 shift trick, lazy rescale): 0 (4, 3, yes, no), 1 (3, 4, yes, no; at most 128
-// registers), 2 (4, 3, no, no), 3 (4, 3, yes, yes), 4 (3, 4, yes, yes).
+// Variants (ring stages, CTAs per SM, KV4 shift trick, lazy rescale); 0 is the default, the others are kept for the
+// benchmark's side-by-side runs (bench/NOTES_decode.md): 0 (3, 4, yes, yes; at most 128 registers), 1 (4, 3, yes,
+// yes), 2 (3, 4, yes, no), 3 (3, 4, no, no).
+constexpr int kTmaVariants = 4;
 template <int BITS, int D, typename Fn>
 inline void tma_dispatch_d(int variant, Fn&& fn) {
   switch (variant) {
-    case 1: fn(decode_kernel_tma<D, BITS, 3, 4, true, false>, tma_smem_bytes<D, BITS, 3>()); break;
-    case 2: fn(decode_kernel_tma<D, BITS, 4, 3, false, false>, tma_smem_bytes<D, BITS, 4>()); break;
-    case 3: fn(decode_kernel_tma<D, BITS, 4, 3, true, true>, tma_smem_bytes<D, BITS, 4>()); break;
-    case 4: fn(decode_kernel_tma<D, BITS, 3, 4, true, true>, tma_smem_bytes<D, BITS, 3>()); break;
-    default: fn(decode_kernel_tma<D, BITS, 4, 3, true, false>, tma_smem_bytes<D, BITS, 4>()); break;
+    case 1:
+      fn(decode_kernel_tma<D, BITS, 4, 3, true, true>, tma_smem_bytes<D, BITS, 4>());
+      break;
+    case 2:
+      fn(decode_kernel_tma<D, BITS, 3, 4, true, false>, tma_smem_bytes<D, BITS, 3>());
+      break;
+    case 3:
+      fn(decode_kernel_tma<D, BITS, 3, 4, false, false>, tma_smem_bytes<D, BITS, 3>());
+      break;
+    default:
+      fn(decode_kernel_tma<D, BITS, 3, 4, true, true>, tma_smem_bytes<D, BITS, 3>());
+      break;
   }
 }
 template <int BITS, typename Fn>
@@ -430,12 +439,13 @@ inline void tma_dispatch(int head_dim, int variant, Fn&& fn) {
 #define QOQ_INSTANTIATE_DECODE_TMA(BITS)                                                                          \
   template <>                                                                                                     \
   void launch_decode_tma<BITS>(int head_dim, int variant, const DecodeParams& p, int grid, cudaStream_t stream) { \
-    tma_dispatch<BITS>(head_dim, variant, [&](auto kernel, size_t smem) { launch_tma(kernel, smem, p, grid, stream); }); \
+    tma_dispatch<BITS>(head_dim, variant,                                                                         \
+                       [&](auto kernel, size_t smem) { launch_tma(kernel, smem, p, grid, stream); });             \
   }                                                                                                               \
   template <>                                                                                                     \
   int decode_tma_ctas_per_sm<BITS>(int head_dim, int variant) {                                                   \
     int n = 1;                                                                                                    \
-    tma_dispatch<BITS>(head_dim, variant, [&](auto kernel, size_t smem) { n = tma_occupancy(kernel, smem); });     \
+    tma_dispatch<BITS>(head_dim, variant, [&](auto kernel, size_t smem) { n = tma_occupancy(kernel, smem); });    \
     return n;                                                                                                     \
   }
 

@@ -1,25 +1,33 @@
-// Fused elementwise kernels of a W4A8 layer: RMSNorm + int8 quantization (fp16 and bf16 residual stream, Llama-3-8B
-// hidden 4096) and SwiGLU + int8 quantization (intermediate 14336). Bytes = input read + codes written (+ scales);
-// inputs rotated over >= 512 MB so they are not L2-resident; median of graph replays. Usage: bench_fused
+// Fused elementwise kernels of a W4A8 layer: RMSNorm + int8 quantization (fp16 and bf16 residual stream) and SwiGLU +
+// int8 quantization, Llama-3-8B (hidden 4096, intermediate 14336) and SmolLM2 (576, 1536) shapes. Bytes = input read
+// + codes written + scales and row sums written; inputs rotated over >= 512 MB so they are not L2-resident; median of
+// graph replays. Baselines in the same process: v2 (the previous kernels), copy_shaped (a kernel that reads the same
+// input bytes and writes the same code bytes, no arithmetic) and cudaMemcpyAsync D2D of the same total bytes (half
+// read, half written). Last, a sweep of launch configurations at M = 8192. Usage: bench_fused [--no-sweep]
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
+#include "kernels/cuda/fused/fused_internal.h"
 #include "qoq/cuda_attention.h"
 
-#define CK(x)                                                                                     \
-  do {                                                                                            \
-    const cudaError_t e_ = (x);                                                                   \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
-      std::exit(1);                                                                               \
-    }                                                                                             \
+#define CK(x)                                                                                  \
+  do {                                                                                         \
+    const cudaError_t e_ = (x);                                                                \
+    if (e_ != cudaSuccess) {                                                                   \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                            \
+    }                                                                                          \
   } while (0)
 
 namespace {
+
+namespace qf = qoq::cuda::fused;
+constexpr double kPeak = 4.24e12;  // copy bandwidth of this H200 (read + write), bytes/s
 
 template <typename F>
 double time_graph(F f, int calls, int iters) {
@@ -47,51 +55,154 @@ double time_graph(F f, int calls, int iters) {
     t.push_back(ms * 1000.f / calls);
   }
   std::sort(t.begin(), t.end());
-  cudaGraphExecDestroy(ge);
-  cudaGraphDestroy(g);
-  cudaStreamDestroy(s);
+  CK(cudaGraphExecDestroy(ge));
+  CK(cudaGraphDestroy(g));
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  CK(cudaStreamDestroy(s));
   return t[t.size() / 2];
+}
+
+struct Buffers {
+  size_t pool = size_t(1) << 30;
+  uint8_t* in = nullptr;
+  int8_t* codes = nullptr;
+  float* scales = nullptr;
+  int32_t* sums = nullptr;
+  uint16_t* w = nullptr;
+  uint8_t* scratch = nullptr;  // memcpy destination
+};
+
+enum Kind { kRmsFp16, kRmsBf16, kSilu };
+const char* kind_name(Kind k) { return k == kRmsFp16 ? "rmsnorm fp16" : k == kRmsBf16 ? "rmsnorm bf16" : "silu_mul"; }
+
+struct Case {
+  Kind kind;
+  int M, K;  // K: hidden size (RMSNorm) or intermediate size I (SwiGLU)
+  size_t in_bytes() const { return size_t(M) * K * 2 * (kind == kSilu ? 2 : 1); }
+  size_t out_bytes() const { return size_t(M) * K + 8 * size_t(M); }
+  int copies(size_t pool) const {
+    return int(std::max<size_t>(1, std::min<size_t>(pool / in_bytes(), (size_t(512) << 20) / in_bytes() + 1)));
+  }
+};
+
+// Times the fused kernel of case c under cfg (nullptr: the public entry point; v2: the previous kernels).
+double time_kernel(const Buffers& b, const Case& c, const qf::Config* cfg, bool v2, qf::Config* used = nullptr) {
+  const int copies = c.copies(b.pool);
+  bool ok = true;
+  const double us = time_graph(
+      [&](int i, cudaStream_t s) {
+        const uint8_t* x = b.in + size_t(i % copies) * c.in_bytes();
+        const auto* gu = reinterpret_cast<const uint16_t*>(x);
+        const bool bf16 = c.kind == kRmsBf16;
+        if (c.kind == kSilu) {
+          if (v2)
+            qf::silu_mul_quantize_v2(gu, c.M, c.K, b.codes, b.scales, b.sums, s);
+          else if (cfg) {
+            const qf::Config u = qf::silu_mul_quantize_cfg(*cfg, gu, c.M, c.K, b.codes, b.scales, b.sums, s);
+            ok = ok && u.warps > 0;
+            if (used) *used = u;
+          } else
+            qoq::cuda::silu_mul_quantize(gu, c.M, c.K, b.codes, b.scales, b.sums, s);
+        } else {
+          if (v2)
+            qf::rmsnorm_quantize_v2(x, bf16, c.M, c.K, b.w, 1e-5f, b.codes, b.scales, b.sums, nullptr, s);
+          else if (cfg) {
+            const qf::Config u =
+                qf::rmsnorm_quantize_cfg(*cfg, x, bf16, c.M, c.K, b.w, 1e-5f, b.codes, b.scales, b.sums, nullptr, s);
+            ok = ok && u.warps > 0;
+            if (used) *used = u;
+          } else
+            qoq::cuda::rmsnorm_quantize(x, bf16, c.M, c.K, b.w, 1e-5f, b.codes, b.scales, b.sums, nullptr, s);
+        }
+      },
+      std::max(2, std::min(20, copies)), 15);
+  return ok ? us : -1.0;
+}
+
+double time_copy_shaped(const Buffers& b, const Case& c) {
+  const int copies = c.copies(b.pool);
+  return time_graph(
+      [&](int i, cudaStream_t s) {
+        qf::copy_shaped(b.in + size_t(i % copies) * c.in_bytes(), c.in_bytes(), b.codes, c.kind == kSilu ? 4 : 2, s);
+      },
+      std::max(2, std::min(20, copies)), 15);
+}
+
+double time_memcpy(const Buffers& b, const Case& c) {
+  const int copies = c.copies(b.pool);
+  const size_t half = (c.in_bytes() + c.out_bytes()) / 2;
+  return time_graph(
+      [&](int i, cudaStream_t s) {
+        CK(cudaMemcpyAsync(b.scratch, b.in + size_t(i % copies) * c.in_bytes(), half, cudaMemcpyDeviceToDevice, s));
+      },
+      std::max(2, std::min(20, copies)), 15);
 }
 
 }  // namespace
 
-int main() {
-  namespace qc = qoq::cuda;
-  const size_t pool = size_t(1) << 30;
-  uint8_t* in;
-  CK(cudaMalloc(&in, pool));
+int main(int argc, char** argv) {
+  const bool sweep = !(argc > 1 && std::strcmp(argv[1], "--no-sweep") == 0);
+  Buffers b;
+  CK(cudaMalloc(&b.in, b.pool));
   {
-    std::vector<uint16_t> h(pool / 2);
+    std::vector<uint16_t> h(b.pool / 2);
     for (size_t i = 0; i < h.size(); ++i) h[i] = uint16_t(0x3000 + (i * 2654435761u >> 20) % 0x1000);  // finite
-    CK(cudaMemcpy(in, h.data(), pool, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(b.in, h.data(), b.pool, cudaMemcpyHostToDevice));
   }
-  int8_t* codes;
-  float* scales;
-  int32_t* sums;
-  CK(cudaMalloc(&codes, size_t(8192) * 14336));
-  CK(cudaMalloc(&scales, 8192 * 4));
-  CK(cudaMalloc(&sums, 8192 * 4));
-  uint16_t* w;
-  CK(cudaMalloc(&w, 16384 * 2));
-  CK(cudaMemset(w, 0x3C, 16384 * 2));
-  std::printf("%-22s %6s %9s %8s %6s\n", "kernel", "M", "us", "GB/s", "frac");
-  for (int kind = 0; kind < 3; ++kind) {
-    for (int M : {1, 16, 256, 1024, 4096, 8192}) {
-      const int K = kind == 2 ? 14336 : 4096;
-      const size_t in_bytes = size_t(M) * K * 2 * (kind == 2 ? 2 : 1);
-      const int copies = int(std::max<size_t>(1, std::min<size_t>(pool / in_bytes, (size_t(512) << 20) / in_bytes + 1)));
-      const double bytes = double(in_bytes) + double(M) * K + 8.0 * M;
-      const double us = time_graph(
-          [&](int i, cudaStream_t s) {
-            const uint8_t* x = in + size_t(i % copies) * in_bytes;
-            if (kind == 2)
-              qc::silu_mul_quantize(reinterpret_cast<const uint16_t*>(x), M, K, codes, scales, sums, s);
-            else
-              qc::rmsnorm_quantize(x, kind == 1, M, K, w, 1e-5f, codes, scales, sums, nullptr, s);
-          },
-          std::max(2, std::min(20, copies)), 15);
-      const char* name = kind == 0 ? "rmsnorm+quant fp16" : kind == 1 ? "rmsnorm+quant bf16" : "silu_mul+quant fp16";
-      std::printf("%-22s %6d %9.2f %8.1f %6.2f\n", name, M, us, bytes / us * 1e-3, bytes / us * 1e6 / 4.24e12);
+  CK(cudaMalloc(&b.codes, size_t(8192) * 14336));
+  CK(cudaMalloc(&b.scratch, size_t(8192) * 14336 * 3));
+  CK(cudaMalloc(&b.scales, 8192 * 4));
+  CK(cudaMalloc(&b.sums, 8192 * 4));
+  CK(cudaMalloc(&b.w, 16384 * 2));
+  CK(cudaMemset(b.w, 0x3C, 16384 * 2));
+
+  std::printf("%-13s %5s %5s | %8s %7s %5s %5s %5s | %8s %5s %5s | %7s %7s | %6s\n", "kernel", "K", "M", "v4 us",
+              "GB/s", "/cpy", "/mcp", "/4.24", "v2 us", "/cpy", "/4.24", "cpy us", "mcp us", "v4/v2");
+  for (Kind kind : {kRmsFp16, kRmsBf16, kSilu}) {
+    for (int K : {kind == kSilu ? 14336 : 4096, kind == kSilu ? 1536 : 576}) {
+      for (int M : {1, 16, 256, 1024, 4096, 8192}) {
+        const Case c{kind, M, K};
+        const double bytes = double(c.in_bytes() + c.out_bytes());
+        const double t4 = time_kernel(b, c, nullptr, false), t2 = time_kernel(b, c, nullptr, true);
+        const double tc = time_copy_shaped(b, c), tm = time_memcpy(b, c);
+        const double bw4 = bytes / t4 * 1e6, bw2 = bytes / t2 * 1e6;
+        const double bwc = double(c.in_bytes() + size_t(M) * K) / tc * 1e6;
+        const double bwm = double((c.in_bytes() + c.out_bytes()) / 2 * 2) / tm * 1e6;
+        std::printf("%-13s %5d %5d | %8.2f %7.1f %5.2f %5.2f %5.2f | %8.2f %5.2f %5.2f | %7.2f %7.2f | %6.2f\n",
+                    kind_name(kind), K, M, t4, bw4 * 1e-9, bw4 / bwc, bw4 / bwm, bw4 / kPeak, t2, bw2 / bwc,
+                    bw2 / kPeak, tc, tm, t2 / t4);
+      }
+    }
+  }
+  if (!sweep) return 0;
+
+  // Launch configurations at M = 8192, Llama-3-8B shapes: (warps, vecs) x CTAs per SM x stages.
+  std::printf("\nsweep M=8192: kernel K warps vecs ctas/SM(asked->resident) stages: us GB/s /4.24\n");
+  for (Kind kind : {kRmsFp16, kRmsBf16, kSilu}) {
+    const Case c{kind, 8192, kind == kSilu ? 14336 : 4096};
+    const double bytes = double(c.in_bytes() + c.out_bytes());
+    std::vector<qf::Config> cfgs;
+    if (kind == kSilu) {
+      for (int st : {1, 2, 3}) cfgs.push_back({16, 4, 1, st});
+      for (int st : {1, 2, 3}) cfgs.push_back({8, 8, 1, st});
+      cfgs.push_back({8, 8, 2, 1});
+    } else {
+      for (auto [g, nv] : {std::pair{2, 8}, {4, 4}, {8, 2}, {16, 4}})
+        for (int ctas : {1, 2, 3, 4, 6, 8})
+          for (int st : {1, 2, 3, 4, 6})
+            if (size_t(ctas) * st * c.K * 2 <= 220 * 1024 && g * ctas <= 32) cfgs.push_back({g, nv, ctas, st});
+    }
+    for (const qf::Config& want : cfgs) {
+      qf::Config used{};
+      const double t = time_kernel(b, c, &want, false, &used);
+      if (t < 0) {
+        std::printf("%-13s %5d %2dw %dv %dc %ds: not launched\n", kind_name(kind), c.K, want.warps, want.vecs,
+                    want.ctas_per_sm, want.stages);
+        continue;
+      }
+      std::printf("%-13s %5d %2dw %dv %d->%dc %ds: %8.2f %7.1f %5.3f\n", kind_name(kind), c.K, want.warps, want.vecs,
+                  want.ctas_per_sm, used.ctas_per_sm, want.stages, t, bytes / t * 1e-3, bytes / t * 1e6 / kPeak);
     }
   }
   return 0;

@@ -3,6 +3,9 @@
 // against the double-precision value within 4 ulp), then ref::quantize_activations(y): codes, scale bits and sums
 // bit-exact. SwiGLU: y = g / (1 + exp(-g)) * u on the CPU with std::exp: the GPU's expf is within 2 ulp, so codes may
 // differ by one at rounding boundaries: at most 1e-4 of them, none by more than one; scales within 1e-6.
+// Every shape runs through the public entry point (default launch configuration) and the explicit configurations the
+// benchmark sweeps (fused::*_cfg), including odd vector counts, K % 16 != 0 (8-byte code stores) and rows per CTA
+// beyond the shared-memory ring (refills and phase flips).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/qgemm_ref.h"
+#include "kernels/cuda/fused/fused_internal.h"
 #include "qoq/cuda_attention.h"
 #include "qoq/half.h"
 
@@ -49,8 +53,14 @@ std::vector<float> random_row_values(int M, int K, std::mt19937& rng) {
   return x;
 }
 
-void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed) {
-  SCOPED_TRACE("rmsnorm M" + std::to_string(M) + " K" + std::to_string(K) + (bf16 ? " bf16" : " fp16"));
+std::string cfg_name(const cuda::fused::Config& c) {
+  return " cfg " + std::to_string(c.warps) + "w" + std::to_string(c.vecs) + "v" + std::to_string(c.ctas_per_sm) + "c" +
+         std::to_string(c.stages) + "s";
+}
+
+void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed, const cuda::fused::Config* cfg = nullptr) {
+  SCOPED_TRACE("rmsnorm M" + std::to_string(M) + " K" + std::to_string(K) + (bf16 ? " bf16" : " fp16") +
+               (cfg ? cfg_name(*cfg) : std::string()));
   std::mt19937 rng{uint32_t(seed)};
   std::vector<float> xf = random_row_values(M, K, rng);
   std::vector<uint16_t> x(xf.size());
@@ -66,7 +76,13 @@ void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed) {
   DevBuf<float> scales(M), inv(M);
   DevBuf<int32_t> sums(M);
   codes.poison(), scales.poison(), sums.poison(), inv.poison();
-  cuda::rmsnorm_quantize(dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
+  if (cfg) {
+    const cuda::fused::Config used = cuda::fused::rmsnorm_quantize_cfg(*cfg, dx.p, bf16, M, K, weight ? dw.p : nullptr,
+                                                                     eps, codes.p, scales.p, sums.p, inv.p);
+    ASSERT_GT(used.warps, 0) << "configuration not launched";
+  } else {
+    cuda::rmsnorm_quantize(dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
+  }
   CKV(cudaDeviceSynchronize());
   const auto gc = codes.download();
   const auto gs = scales.download();
@@ -104,13 +120,30 @@ TEST(Fused, RmsNormQuantize) {
     run_rmsnorm(33, 8192, bf16, true, 4);
     run_rmsnorm(5, 16384, bf16, true, 5);
     run_rmsnorm(3, 8, bf16, true, 6);
-    run_rmsnorm(3000, 4096, bf16, true, 7);  // more rows than resident CTAs: the persistent loop and prefetch
+    run_rmsnorm(3000, 4096, bf16, true, 7);  // several rows per CTA: ring refills and phase flips
     run_rmsnorm(2500, 576, bf16, false, 8);
+    run_rmsnorm(9, 24, bf16, true, 9);    // 3 vectors: an odd count, 8-byte code stores
+    run_rmsnorm(700, 1000, bf16, true, 10);  // K % 16 != 0 with many rows
+    for (int M : {1, 16, 256, 1024, 8192}) {  // Llama-3-8B and SmolLM2 hidden sizes at the benchmark's row counts
+      run_rmsnorm(M, 4096, bf16, true, 100 + M);
+      run_rmsnorm(M, 576, bf16, true, 200 + M);
+    }
   }
 }
 
-void run_silu(int M, int I, uint64_t seed) {
-  SCOPED_TRACE("silu M" + std::to_string(M) + " I" + std::to_string(I));
+TEST(Fused, RmsNormQuantizeConfigs) {
+  using cuda::fused::Config;
+  // The benchmark's sweep at K = 4096 and a few more: (warps, vecs, CTAs per SM, stages).
+  const Config cfgs[] = {{2, 8, 4, 2}, {4, 4, 4, 6}, {4, 4, 2, 1}, {8, 2, 2, 3}, {4, 2, 8, 8}, {16, 4, 1, 2},
+                         {1, 4, 16, 4}, {8, 4, 1, 8}};
+  for (const Config& c : cfgs) {
+    if (4096 / 8 <= 32 * c.warps * c.vecs) run_rmsnorm(1000, 4096, false, true, 300 + c.stages, &c);
+    run_rmsnorm(1000, 1024, true, false, 400 + c.stages, &c);
+  }
+}
+
+void run_silu(int M, int I, uint64_t seed, const cuda::fused::Config* cfg = nullptr) {
+  SCOPED_TRACE("silu M" + std::to_string(M) + " I" + std::to_string(I) + (cfg ? cfg_name(*cfg) : std::string()));
   std::mt19937 rng{uint32_t(seed)};
   std::vector<float> gf = random_row_values(M, 2 * I, rng);
   std::vector<uint16_t> gu(gf.size());
@@ -120,7 +153,12 @@ void run_silu(int M, int I, uint64_t seed) {
   DevBuf<float> scales(M);
   DevBuf<int32_t> sums(M);
   codes.poison(), scales.poison(), sums.poison();
-  cuda::silu_mul_quantize(dgu.p, M, I, codes.p, scales.p, sums.p);
+  if (cfg) {
+    const cuda::fused::Config used = cuda::fused::silu_mul_quantize_cfg(*cfg, dgu.p, M, I, codes.p, scales.p, sums.p);
+    ASSERT_GT(used.warps, 0) << "configuration not launched";
+  } else {
+    cuda::silu_mul_quantize(dgu.p, M, I, codes.p, scales.p, sums.p);
+  }
   CKV(cudaDeviceSynchronize());
   const auto gc = codes.download();
   const auto gs = scales.download();
@@ -156,8 +194,21 @@ TEST(Fused, SiluMulQuantize) {
   run_silu(33, 1536, 12);
   run_silu(200, 14336, 13);
   run_silu(4, 8, 14);
-  run_silu(700, 14336, 15);  // more rows than resident CTAs
+  run_silu(700, 14336, 15);  // several rows per CTA
   run_silu(1500, 1536, 16);
+  run_silu(5, 24, 17);       // odd vector count
+  run_silu(900, 1544, 18);   // I % 16 != 0: 8-byte code stores
+  for (int M : {16, 256, 1024}) run_silu(M, 14336, 100 + M);
+  for (int M : {1, 16, 256, 1024, 8192}) run_silu(M, 1536, 200 + M);
+}
+
+TEST(Fused, SiluMulQuantizeConfigs) {
+  using cuda::fused::Config;
+  const Config cfgs[] = {{16, 4, 1, 2}, {16, 4, 1, 3}, {8, 8, 1, 3}, {8, 8, 2, 1}, {8, 4, 1, 1}};
+  for (const Config& c : cfgs) {
+    if (14336 / 8 <= 32 * c.warps * c.vecs) run_silu(500, 14336, 300 + c.stages, &c);
+    run_silu(1200, 1536, 400 + c.stages, &c);
+  }
 }
 
 }  // namespace

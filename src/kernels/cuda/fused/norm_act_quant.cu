@@ -1,187 +1,496 @@
-// Fused RMSNorm + int8 quantization and SwiGLU + int8 quantization: one 128-thread CTA per token row, the row held in
-// registers (one DRAM read, codes written once), fp32 math with each operation rounded once as the CPU references.
-// v1 used 256 threads x 8 vectors for every K: 3 CTAs per SM, ~24 KB in flight, 34% of copy bandwidth at K = 4096;
-// now the vectors per thread (NV) follow K (65%). A warp-per-row variant (no block barriers) measured worse (57%,
-// bf16 41%) and was dropped. SwiGLU uses 512-thread CTAs and a fast division (71%).
+// Fused RMSNorm + int8 quantization and SwiGLU + int8 quantization (v4: pipelined persistent CTAs).
+// v2 (one CTA per row, loads from registers) kept its loads in flight only until a row arrived; the rest of a row's
+// life (reductions, barriers, SFU math, stores) left the memory system idle unless other CTAs happened to be loading:
+// 0.64 / 0.70 of copy bandwidth. Here each resident CTA owns rows blockIdx.x, +gridDim.x, ... and keeps the next
+// `stages` of them streaming into a shared-memory ring by bulk copies (cp.async.bulk, one thread issues a whole row,
+// completion on an mbarrier), so bytes stay in flight while the CTA computes. A CTA works on one row at a time, held in
+// registers; a stage is refilled right after the row's first block barrier (every thread has read it by then).
+// Numerics are v2's: fp32, each operation rounded once as the CPU references (DESIGN §3); rne(v) for |v| <= 127 is
+// taken from the bits of v + 1.5 * 2^23 (exact, round half to even; no F2I on the conversion pipe).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/fused/fused_internal.h"
 #include "qoq/cuda_attention.h"
 
 namespace qoq::cuda {
+namespace fused {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kMaxVec = 16;  // uint4 (8 halves) per thread: K <= 8 * 16 * 128 = 16384
+constexpr int kMaxStages = 8;
+constexpr uint32_t kMaxCopy = 16384;    // bytes per bulk copy instruction (a row takes several)
+constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: v + this rounds v to an integer, half to even
+constexpr uint32_t kMagicBits = 0x4B400000u;  // its bits: bits(v + magic) = kMagicBits + rne(v) for |v| < 2^22
+constexpr int kSmemBudget = 200 * 1024;  // shared memory per SM the default configurations plan for
 
-template <int THREADS, typename T, typename Op>
-__device__ T block_reduce(T v, Op op, T* smem) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  v = smem[0];
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  const uint32_t a = smem_addr(bar);
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(a), "r"(parity)
+        : "memory");
+  }
+}
+
+// Thread 0 only: arms bar for `bytes` and streams them from global src into shared dst (both 16-byte aligned).
+__device__ __forceinline__ void load_row(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  const uint32_t b = smem_addr(bar), d = smem_addr(dst);
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes) : "memory");
+  for (uint32_t off = 0; off < bytes; off += kMaxCopy) {
+    const uint32_t n = min(kMaxCopy, bytes - off);
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     d + off),
+                 "l"(static_cast<const char*>(src) + off), "r"(n), "r"(b)
+                 : "memory");
+  }
+}
+
+// Ring setup, by thread 0 before the CTA's first barrier.
+__device__ __forceinline__ void init_ring(uint64_t* full, int stages) {
+  for (int s = 0; s < stages; ++s) mbar_init(&full[s], 1);
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+// Thread 0, after a block barrier that follows every thread's last read of the stage: orders those generic-proxy
+// reads before the bulk copy (async proxy) that overwrites it.
+__device__ __forceinline__ void fence_before_refill() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+__device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-  for (int w = 1; w < THREADS / 32; ++w) v = op(v, smem[w]);
-  __syncthreads();
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ uint32_t warp_sum(uint32_t v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
-__device__ __forceinline__ float to_float(__half h) { return __half2float(h); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 h) { return __bfloat162float(h); }
-
-// Quantizes the thread's values y[v][0..8) (vector v at column (v * kThreads + tid) * 8) and writes the row's outputs.
-template <int THREADS, int NV>
-__device__ void quantize_store(const float (&y)[NV][8], int nvec, int8_t* codes_row, float* scale, int32_t* sum) {
-  __shared__ float fred[THREADS / 32];
-  __shared__ int ired[THREADS / 32];
-  float amax = 0.f;
+__device__ __forceinline__ void unpack8(const uint4& r, bool bf16, float (&f)[8]) {
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
-  for (int v = 0; v < NV; ++v) {
-    if (v * THREADS + int(threadIdx.x) < nvec) {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(y[v][e]));
+  for (int j = 0; j < 4; ++j) {
+    if (bf16) {
+      f[2 * j] = __uint_as_float(w[j] << 16);
+      f[2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
+    } else {
+      const float2 t = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+      f[2 * j] = t.x;
+      f[2 * j + 1] = t.y;
     }
-  }
-  amax = block_reduce<THREADS>(amax, [](float a, float b) { return fmaxf(a, b); }, fred);
-  const float mul = amax == 0.f ? 0.f : __fdiv_rn(127.f, amax);
-  int s = 0;
-#pragma unroll
-  for (int v = 0; v < NV; ++v) {
-    const int i = v * THREADS + threadIdx.x;
-    if (i < nvec) {
-      uint32_t w[2] = {0, 0};
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const int c = max(-127, min(127, __float2int_rn(__fmul_rn(y[v][e], mul))));
-        s += c;
-        w[e / 4] |= (uint32_t(c) & 0xFFu) << (8 * (e % 4));
-      }
-      reinterpret_cast<uint2*>(codes_row)[i] = make_uint2(w[0], w[1]);
-    }
-  }
-  s = block_reduce<THREADS>(s, [](int a, int b) { return a + b; }, ired);
-  if (threadIdx.x == 0) {
-    *scale = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
-    *sum = s;
   }
 }
 
-template <typename T, int NV>
-__global__ void __launch_bounds__(kThreads) rmsnorm_quant_kernel(const T* __restrict__ x, int K,
-                                                                 const __half* __restrict__ w, float eps,
-                                                                 int8_t* codes, float* scales, int32_t* sums,
-                                                                 float* inv_out) {
-  __shared__ float red[kThreads / 32];
-  const int row = blockIdx.x, nvec = K / 8;
-  const uint4* xr = reinterpret_cast<const uint4*>(x + size_t(row) * K);
-  float y[NV][8];
-  float ss = 0.f;
+// Thread tid's vector v of a row: pairs of adjacent 16-byte input vectors, so that the 16 codes of a pair leave in
+// one 16-byte store.
+template <int TC>
+__device__ __forceinline__ int vec_index(int v, int tid) {
+  return (v / 2) * 2 * TC + 2 * tid + (v % 2);
+}
+
+// Quantizes y (the thread's vectors) with multiplier mul, stores the codes of the row and returns the thread's sum of
+// code bits (each code + kMagicBits, mod 2^32; the caller subtracts the magic once per element).
+template <int TC, int NV>
+__device__ __forceinline__ uint32_t quantize_store(const float (&y)[NV][8], float mul, int nvec, int8_t* codes_row,
+                                                  bool store16) {
+  uint32_t s = 0;
 #pragma unroll
-  for (int v = 0; v < NV; ++v) {
-    const int i = v * kThreads + threadIdx.x;
-    if (i < nvec) {
-      const uint4 raw = __ldcs(xr + i);
-      const T* h = reinterpret_cast<const T*>(&raw);
+  for (int p = 0; p < NV / 2; ++p) {
+    uint32_t word[4];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        y[v][e] = to_float(h[e]);
-        ss = __fadd_rn(ss, __fmul_rn(y[v][e], y[v][e]));
+    for (int q = 0; q < 2; ++q) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint32_t b[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          b[e] = __float_as_uint(__fadd_rn(__fmul_rn(y[2 * p + q][4 * h + e], mul), kRoundMagic));
+          s += b[e];
+        }
+        word[2 * q + h] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
       }
     }
-  }
-  ss = block_reduce<kThreads>(ss, [](float a, float b) { return __fadd_rn(a, b); }, red);
-  const float inv = __fdiv_rn(1.f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, float(K)), eps)));
-#pragma unroll
-  for (int v = 0; v < NV; ++v) {
-    const int i = v * kThreads + threadIdx.x;
-    if (i < nvec) {
-      uint4 wr = make_uint4(0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u);  // 1.0
-      if (w) wr = reinterpret_cast<const uint4*>(w)[i];
-      const __half* wh = reinterpret_cast<const __half*>(&wr);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) y[v][e] = __fmul_rn(__half2float(wh[e]), __fmul_rn(y[v][e], inv));
+    const int i0 = vec_index<TC>(2 * p, threadIdx.x);
+    if (store16 && i0 + 1 < nvec) {
+      *reinterpret_cast<uint4*>(codes_row + 8 * size_t(i0)) = make_uint4(word[0], word[1], word[2], word[3]);
+    } else {
+      if (i0 < nvec) *reinterpret_cast<uint2*>(codes_row + 8 * size_t(i0)) = make_uint2(word[0], word[1]);
+      if (i0 + 1 < nvec) *reinterpret_cast<uint2*>(codes_row + 8 * size_t(i0 + 1)) = make_uint2(word[2], word[3]);
     }
   }
-  if (inv_out && threadIdx.x == 0) inv_out[row] = inv;
-  quantize_store<kThreads>(y, nvec, codes + size_t(row) * K, scales + row, sums + row);
+  return s;
 }
 
-constexpr int kSiluThreads = 512;
+// Vector slots past the row end hold y = 0: their codes are not stored and each adds exactly kMagicBits to the
+// code-bit sum, so the sum of a thread's codes is its bit sum minus 8 * NV * kMagicBits (mod 2^32).
+template <typename T, int G, int NV>
+__global__ void __launch_bounds__(32 * G) rmsnorm_quant_kernel(const T* __restrict__ x, int M, int K,
+                                                               const __half* __restrict__ w, float eps,
+                                                               int8_t* __restrict__ codes, float* __restrict__ scales,
+                                                               int32_t* __restrict__ sums, float* __restrict__ inv_out,
+                                                               int stages, bool store16) {
+  constexpr int TC = 32 * G;
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  extern __shared__ __align__(128) uint8_t ring[];
+  __shared__ uint64_t full[kMaxStages];
+  __shared__ float red_ss[G], red_max[G];
+  __shared__ uint32_t red_sum[G];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int nvec = K / 8;
+  const uint32_t row_bytes = uint32_t(K) * 2;
+  const int rows = (M - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
+  if (tid == 0) init_ring(full, stages);
+  __syncthreads();
+  if (tid == 0)
+    for (int s = 0; s < stages && s < rows; ++s)
+      load_row(ring + s * row_bytes, x + size_t(blockIdx.x + s * gridDim.x) * K, row_bytes, &full[s]);
 
-template <int NV>
-__global__ void __launch_bounds__(kSiluThreads) silu_mul_quant_kernel(const __half* __restrict__ gu, int I,
-                                                                  int8_t* codes, float* scales, int32_t* sums) {
-  const int row = blockIdx.x, nvec = I / 8;
-  const uint4* g4 = reinterpret_cast<const uint4*>(gu + size_t(row) * 2 * I);
-  const uint4* u4 = g4 + nvec;
-  float y[NV][8];
+  uint4 wr[NV];  // this thread's slice of the weight, the same for every row
 #pragma unroll
   for (int v = 0; v < NV; ++v) {
-    const int i = v * kSiluThreads + threadIdx.x;
-    if (i < nvec) {
-      const uint4 gr = __ldcs(g4 + i), ur = __ldcs(u4 + i);
-      const __half* gh = reinterpret_cast<const __half*>(&gr);
-      const __half* uh = reinterpret_cast<const __half*>(&ur);
+    const int i = vec_index<TC>(v, tid);
+    wr[v] = make_uint4(0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u);  // 1.0
+    if (w && i < nvec) wr[v] = __ldg(reinterpret_cast<const uint4*>(w) + i);
+  }
+  const uint32_t pad_bits = 8u * NV * kMagicBits;
+
+  uint32_t psum = 0;  // lane 0: the warp's code sum of the previous row, published at the next row's first barrier
+  int prev_row = 0, s = 0;
+  uint32_t phase = 0;
+  for (int r = 0; r < rows; ++r) {
+    const int row = blockIdx.x + r * gridDim.x;
+    mbar_wait(&full[s], phase);
+    const uint4* st = reinterpret_cast<const uint4*>(ring + s * row_bytes);
+    float y[NV][8];
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const float g = __half2float(gh[e]);
-        // Fast division (2 ulp): the IEEE one (v1) and __frcp_rn (v2) made the kernel issue-bound at ~0.4 of copy
-        // bandwidth; the codes are not bit-exact here anyway (expf).
-        y[v][e] = __fmul_rn(__fdividef(g, __fadd_rn(1.f, expf(-g))), __half2float(uh[e]));
+    for (int v = 0; v < NV; ++v) {
+      const int i = vec_index<TC>(v, tid);
+      if (i < nvec) {
+        unpack8(st[i], kBf16, y[v]);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e % 4] = fmaf(y[v][e], y[v][e], acc[e % 4]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) y[v][e] = 0.f;
       }
     }
+    const float ss_part = warp_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    if (lane == 0) red_ss[warp] = ss_part, red_sum[warp] = psum;
+    __syncthreads();  // (A) every thread has read stage s
+    if (tid == 0) {
+      if (r + stages < rows) {
+        fence_before_refill();
+        load_row(ring + s * row_bytes, x + size_t(row + stages * gridDim.x) * K, row_bytes, &full[s]);
+      }
+      if (r > 0) {
+        uint32_t t = 0;
+#pragma unroll
+        for (int g = 0; g < G; ++g) t += red_sum[g];
+        sums[prev_row] = int32_t(t);
+      }
+    }
+    float ss = red_ss[0];
+#pragma unroll
+    for (int g = 1; g < G; ++g) ss += red_ss[g];  // one order for all threads: the same inv everywhere
+    const float inv = __fdiv_rn(1.f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, float(K)), eps)));
+    if (tid == 0 && inv_out) inv_out[row] = inv;
+    float amax = 0.f;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      float wf[8];
+      unpack8(wr[v], false, wf);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        y[v][e] = __fmul_rn(wf[e], __fmul_rn(y[v][e], inv));
+        amax = fmaxf(amax, fabsf(y[v][e]));
+      }
+    }
+    amax = warp_max(amax);
+    if (lane == 0) red_max[warp] = amax;
+    __syncthreads();  // (B)
+    amax = red_max[0];
+#pragma unroll
+    for (int g = 1; g < G; ++g) amax = fmaxf(amax, red_max[g]);
+    const float mul = amax == 0.f ? 0.f : __fdiv_rn(127.f, amax);
+    if (tid == 0) scales[row] = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
+    psum = warp_sum(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * K, store16) - pad_bits);
+    prev_row = row;
+    if (++s == stages) s = 0, phase ^= 1;
   }
-  quantize_store<kSiluThreads>(y, nvec, codes + size_t(row) * I, scales + row, sums + row);
+  if (lane == 0) red_sum[warp] = psum;
+  __syncthreads();
+  if (tid == 0) {
+    uint32_t t = 0;
+    for (int g = 0; g < G; ++g) t += red_sum[g];
+    sums[prev_row] = int32_t(t);
+  }
 }
 
-// Calls f(std::integral_constant<int, NV>) with the smallest NV in {1, 2, 4, 8, 16} covering K.
-template <typename F>
-void with_nv(int K, F f) {
-  const int need = (K / 8 + kThreads - 1) / kThreads;
-  if (need <= 1) f(std::integral_constant<int, 1>());
-  else if (need <= 2) f(std::integral_constant<int, 2>());
-  else if (need <= 4) f(std::integral_constant<int, 4>());
-  else if (need <= 8) f(std::integral_constant<int, 8>());
-  else f(std::integral_constant<int, 16>());
+// SwiGLU: a stage holds one gate_up row verbatim (gate vectors [0, nvec), up vectors [nvec, 2 nvec)). One block barrier
+// per row (amax); the reduction slots alternate by row parity because nothing else separates consecutive rows.
+template <int G, int NV>
+__global__ void __launch_bounds__(32 * G) silu_mul_quant_kernel(const __half* __restrict__ gu, int M, int I,
+                                                                int8_t* __restrict__ codes, float* __restrict__ scales,
+                                                                int32_t* __restrict__ sums, int stages, bool store16) {
+  constexpr int TC = 32 * G;
+  extern __shared__ __align__(128) uint8_t ring[];
+  __shared__ uint64_t full[kMaxStages];
+  __shared__ float red_max[2][G];
+  __shared__ uint32_t red_sum[2][G];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int nvec = I / 8;
+  const uint32_t row_bytes = uint32_t(I) * 4;
+  const int rows = (M - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
+  if (tid == 0) init_ring(full, stages);
+  __syncthreads();
+  if (tid == 0)
+    for (int s = 0; s < stages && s < rows; ++s)
+      load_row(ring + s * row_bytes, gu + size_t(blockIdx.x + s * gridDim.x) * 2 * I, row_bytes, &full[s]);
+  const uint32_t pad_bits = 8u * NV * kMagicBits;
+
+  uint32_t psum = 0;
+  int prev_row = 0, s = 0;
+  uint32_t phase = 0;
+  for (int r = 0; r < rows; ++r) {
+    const int row = blockIdx.x + r * gridDim.x;
+    mbar_wait(&full[s], phase);
+    const uint4* st = reinterpret_cast<const uint4*>(ring + s * row_bytes);
+    float y[NV][8];
+    float amax = 0.f;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int i = vec_index<TC>(v, tid);
+      if (i < nvec) {
+        float g[8], u[8];
+        unpack8(st[i], false, g);
+        unpack8(st[nvec + i], false, u);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          // Fast division (2 ulp) as v2: the codes are not bit-exact here anyway (expf vs std::exp).
+          y[v][e] = __fmul_rn(__fdividef(g[e], __fadd_rn(1.f, expf(-g[e]))), u[e]);
+          amax = fmaxf(amax, fabsf(y[v][e]));
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) y[v][e] = 0.f;
+      }
+    }
+    amax = warp_max(amax);
+    const int b = r & 1;
+    if (lane == 0) red_max[b][warp] = amax, red_sum[b][warp] = psum;
+    __syncthreads();  // every thread has read stage s
+    if (tid == 0) {
+      if (r + stages < rows) {
+        fence_before_refill();
+        load_row(ring + s * row_bytes, gu + size_t(row + stages * gridDim.x) * 2 * I, row_bytes, &full[s]);
+      }
+      if (r > 0) {
+        uint32_t t = 0;
+#pragma unroll
+        for (int g = 0; g < G; ++g) t += red_sum[b][g];
+        sums[prev_row] = int32_t(t);
+      }
+    }
+    amax = red_max[b][0];
+#pragma unroll
+    for (int g = 1; g < G; ++g) amax = fmaxf(amax, red_max[b][g]);
+    const float mul = amax == 0.f ? 0.f : __fdiv_rn(127.f, amax);
+    if (tid == 0) scales[row] = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
+    psum = warp_sum(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * I, store16) - pad_bits);
+    prev_row = row;
+    if (++s == stages) s = 0, phase ^= 1;
+  }
+  const int b = rows & 1;
+  if (lane == 0) red_sum[b][warp] = psum;
+  __syncthreads();
+  if (tid == 0) {
+    uint32_t t = 0;
+    for (int g = 0; g < G; ++g) t += red_sum[b][g];
+    sums[prev_row] = int32_t(t);
+  }
 }
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, c = 0;
+    QOQ_CUDA_CHECK(cudaGetDevice(&dev));
+    QOQ_CUDA_CHECK(cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev));
+    return c;
+  }();
+  return n;
+}
+
+// Default: the fewest warps that cover the row with <= 4 vectors per thread; CTAs per SM for ~16 warps; stages to
+// fill the shared-memory budget (2..8, at least 2 rows in flight per CTA where they fit).
+Config default_config(int nvec, uint32_t row_bytes, Config cfg) {
+  if (cfg.warps == 0) {
+    cfg.warps = 1;
+    while (cfg.warps < 16 && nvec > 4 * 32 * cfg.warps) cfg.warps *= 2;
+  }
+  if (cfg.vecs == 0) cfg.vecs = nvec <= 2 * 32 * cfg.warps ? 2 : 4;
+  if (cfg.ctas_per_sm == 0) cfg.ctas_per_sm = std::max(1, std::min(16, 16 / cfg.warps));
+  if (cfg.stages == 0) {
+    const int fit = int(kSmemBudget / (size_t(cfg.ctas_per_sm) * row_bytes));
+    cfg.stages = std::max(1, std::min(kMaxStages, fit));
+    if (cfg.stages < 2 && cfg.ctas_per_sm > 1) {  // fewer CTAs, two rows each
+      cfg.ctas_per_sm = std::max(1, int(kSmemBudget / (2 * size_t(row_bytes))));
+      cfg.stages = 2;
+    }
+  }
+  return cfg;
+}
+
+int smem_optin() {
+  static const int n = [] {
+    int dev = 0, c = 0;
+    QOQ_CUDA_CHECK(cudaGetDevice(&dev));
+    QOQ_CUDA_CHECK(cudaDeviceGetAttribute(&c, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return c;
+  }();
+  return n;
+}
+
+// Once per kernel: allow the device's whole opt-in shared memory, so that graphs captured with any ring size stay
+// launchable whatever is called later.
+template <typename Kern>
+bool allow_max_smem(Kern k) {
+  QOQ_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin()));
+  return true;
+}
+
+// CTAs of kernel k that fit on one SM with this ring (0: the ring does not fit at all).
+template <typename Kern>
+int resident_ctas(Kern k, int threads, size_t smem, int stages) {
+  if (stages < 1 || stages > kMaxStages || smem > size_t(smem_optin())) return 0;
+  int n = 0;
+  QOQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, threads, smem));
+  return n;
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace
 
+Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int M, int K, const uint16_t* weight,
+                            float eps, int8_t* codes, float* scales, int32_t* sums, float* inv_out,
+                            AttnStream stream) {
+  QOQ_CUDA_REQUIRE(M >= 0 && K > 0 && K % 8 == 0 && K <= 16384,
+                   "rmsnorm_quantize: K must be a multiple of 8, at most 16384");
+  QOQ_CUDA_REQUIRE(aligned16(x) && aligned16(weight) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
+                   "rmsnorm_quantize: x and weight must be 16-byte aligned, codes 8-byte aligned");
+  const Config cfg = default_config(K / 8, uint32_t(K) * 2, want);
+  if (M == 0) return cfg;
+  if (K / 8 > 32 * cfg.warps * cfg.vecs) return Config{};
+  const bool store16 = K % 16 == 0 && aligned16(codes);
+  const auto* w = reinterpret_cast<const __half*>(weight);
+  Config done{};
+  auto go = [&](auto t, auto g, auto nv) {
+    using T = decltype(t);
+    auto* k = rmsnorm_quant_kernel<T, g.value, nv.value>;
+    const int threads = 32 * g.value;
+    const size_t smem = size_t(cfg.stages) * K * 2;
+    static const bool attr = allow_max_smem(k);
+    const int resident = attr ? resident_ctas(k, threads, smem, cfg.stages) : 0;
+    if (resident < 1) return;
+    done = cfg;
+    done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);
+    const int grid = std::min(M, done.ctas_per_sm * sm_count());
+    k<<<grid, threads, smem, stream>>>(static_cast<const T*>(x), M, K, w, eps, codes, scales, sums, inv_out,
+                                       cfg.stages, store16);
+    QOQ_CUDA_CHECK_LAUNCH();
+  };
+  auto by_type = [&](auto g, auto nv) {
+    if (x_bf16)
+      go(__nv_bfloat16(), g, nv);
+    else
+      go(__half(), g, nv);
+  };
+  using std::integral_constant;
+  const int g = cfg.warps, nv = cfg.vecs;
+  if (g == 1 && nv == 2) by_type(integral_constant<int, 1>(), integral_constant<int, 2>());
+  else if (g == 1 && nv == 4) by_type(integral_constant<int, 1>(), integral_constant<int, 4>());
+  else if (g == 2 && nv == 4) by_type(integral_constant<int, 2>(), integral_constant<int, 4>());
+  else if (g == 2 && nv == 8) by_type(integral_constant<int, 2>(), integral_constant<int, 8>());
+  else if (g == 4 && nv == 2) by_type(integral_constant<int, 4>(), integral_constant<int, 2>());
+  else if (g == 4 && nv == 4) by_type(integral_constant<int, 4>(), integral_constant<int, 4>());
+  else if (g == 8 && nv == 2) by_type(integral_constant<int, 8>(), integral_constant<int, 2>());
+  else if (g == 8 && nv == 4) by_type(integral_constant<int, 8>(), integral_constant<int, 4>());
+  else if (g == 16 && nv == 4) by_type(integral_constant<int, 16>(), integral_constant<int, 4>());
+  return done;
+}
+
+Config silu_mul_quantize_cfg(const Config& want, const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales,
+                             int32_t* sums, AttnStream stream) {
+  QOQ_CUDA_REQUIRE(M >= 0 && I > 0 && I % 8 == 0 && I <= 16384,
+                   "silu_mul_quantize: I must be a multiple of 8, at most 16384");
+  QOQ_CUDA_REQUIRE(aligned16(gate_up) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
+                   "silu_mul_quantize: gate_up must be 16-byte aligned, codes 8-byte aligned");
+  const Config cfg = default_config(I / 8, uint32_t(I) * 4, want);
+  if (M == 0) return cfg;
+  if (I / 8 > 32 * cfg.warps * cfg.vecs) return Config{};
+  const bool store16 = I % 16 == 0 && aligned16(codes);
+  Config done{};
+  auto go = [&](auto g, auto nv) {
+    auto* k = silu_mul_quant_kernel<g.value, nv.value>;
+    const int threads = 32 * g.value;
+    const size_t smem = size_t(cfg.stages) * I * 4;
+    static const bool attr = allow_max_smem(k);
+    const int resident = attr ? resident_ctas(k, threads, smem, cfg.stages) : 0;
+    if (resident < 1) return;
+    done = cfg;
+    done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);
+    const int grid = std::min(M, done.ctas_per_sm * sm_count());
+    k<<<grid, threads, smem, stream>>>(reinterpret_cast<const __half*>(gate_up), M, I, codes, scales, sums,
+                                       cfg.stages, store16);
+    QOQ_CUDA_CHECK_LAUNCH();
+  };
+  using std::integral_constant;
+  const int g = cfg.warps, nv = cfg.vecs;
+  if (g == 1 && nv == 2) go(integral_constant<int, 1>(), integral_constant<int, 2>());
+  else if (g == 1 && nv == 4) go(integral_constant<int, 1>(), integral_constant<int, 4>());
+  else if (g == 2 && nv == 4) go(integral_constant<int, 2>(), integral_constant<int, 4>());
+  else if (g == 4 && nv == 4) go(integral_constant<int, 4>(), integral_constant<int, 4>());
+  else if (g == 8 && nv == 4) go(integral_constant<int, 8>(), integral_constant<int, 4>());
+  else if (g == 8 && nv == 8) go(integral_constant<int, 8>(), integral_constant<int, 8>());
+  else if (g == 16 && nv == 4) go(integral_constant<int, 16>(), integral_constant<int, 4>());
+  return done;
+}
+
+}  // namespace fused
+
 void rmsnorm_quantize(const void* x, bool x_bf16, int M, int K, const uint16_t* weight, float eps, int8_t* codes,
                       float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
-  QOQ_CUDA_REQUIRE(M >= 0 && K > 0 && K % 8 == 0 && K <= 8 * kMaxVec * kThreads,
-                   "rmsnorm_quantize: K must be a multiple of 8, at most 16384");
-  if (M == 0) return;
-  const auto* w = reinterpret_cast<const __half*>(weight);
-  with_nv(K, [&](auto nv) {
-    if (x_bf16)
-      rmsnorm_quant_kernel<__nv_bfloat16, nv.value><<<M, kThreads, 0, stream>>>(
-          static_cast<const __nv_bfloat16*>(x), K, w, eps, codes, scales, sums, inv_out);
-    else
-      rmsnorm_quant_kernel<__half, nv.value><<<M, kThreads, 0, stream>>>(static_cast<const __half*>(x), K, w, eps,
-                                                                         codes, scales, sums, inv_out);
-  });
-  QOQ_CUDA_CHECK_LAUNCH();
+  const fused::Config c =
+      fused::rmsnorm_quantize_cfg(fused::Config{}, x, x_bf16, M, K, weight, eps, codes, scales, sums, inv_out, stream);
+  QOQ_CUDA_REQUIRE(c.warps > 0, "rmsnorm_quantize: no launch configuration fits");
 }
 
 void silu_mul_quantize(const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales, int32_t* sums,
                        AttnStream stream) {
-  QOQ_CUDA_REQUIRE(M >= 0 && I > 0 && I % 8 == 0 && I <= 8 * 4 * kSiluThreads,
-                   "silu_mul_quantize: I must be a multiple of 8, at most 16384");
-  if (M == 0) return;
-  const int need = (I / 8 + kSiluThreads - 1) / kSiluThreads;
-  auto run = [&](auto nv) {
-    silu_mul_quant_kernel<nv.value><<<M, kSiluThreads, 0, stream>>>(reinterpret_cast<const __half*>(gate_up), I,
-                                                                     codes, scales, sums);
-  };
-  if (need <= 1) run(std::integral_constant<int, 1>());
-  else if (need <= 2) run(std::integral_constant<int, 2>());
-  else run(std::integral_constant<int, 4>());
-  QOQ_CUDA_CHECK_LAUNCH();
+  const fused::Config c = fused::silu_mul_quantize_cfg(fused::Config{}, gate_up, M, I, codes, scales, sums, stream);
+  QOQ_CUDA_REQUIRE(c.warps > 0, "silu_mul_quantize: no launch configuration fits");
 }
 
 }  // namespace qoq::cuda

@@ -372,18 +372,22 @@ int smem_optin() {
   return n;
 }
 
-// Once per kernel: allow the device's whole opt-in shared memory, so that graphs captured with any ring size stay
-// launchable whatever is called later.
+// Once per kernel: allow all the dynamic shared memory the device lets a block opt into (its limit less the kernel's
+// static shared memory), so that graphs captured with any ring size stay launchable whatever is called later.
+// Returns that limit.
 template <typename Kern>
-bool allow_max_smem(Kern k) {
-  QOQ_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin()));
-  return true;
+int allow_max_smem(Kern k) {
+  cudaFuncAttributes a{};
+  QOQ_CUDA_CHECK(cudaFuncGetAttributes(&a, k));
+  const int dyn = smem_optin() - int(a.sharedSizeBytes);
+  QOQ_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn));
+  return dyn;
 }
 
-// CTAs of kernel k that fit on one SM with this ring (0: the ring does not fit at all).
+// CTAs of kernel k that fit on one SM with this ring (0: the ring does not fit at all; max_dyn from allow_max_smem).
 template <typename Kern>
-int resident_ctas(Kern k, int threads, size_t smem, int stages) {
-  if (stages < 1 || stages > kMaxStages || smem > size_t(smem_optin())) return 0;
+int resident_ctas(Kern k, int threads, size_t smem, int stages, int max_dyn) {
+  if (stages < 1 || stages > kMaxStages || smem > size_t(max_dyn)) return 0;
   int n = 0;
   QOQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, threads, smem));
   return n;
@@ -411,8 +415,8 @@ Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int 
     auto* k = rmsnorm_quant_kernel<T, g.value, nv.value>;
     const int threads = 32 * g.value;
     const size_t smem = size_t(cfg.stages) * K * 2;
-    static const bool attr = allow_max_smem(k);
-    const int resident = attr ? resident_ctas(k, threads, smem, cfg.stages) : 0;
+    static const int max_dyn = allow_max_smem(k);
+    const int resident = resident_ctas(k, threads, smem, cfg.stages, max_dyn);
     if (resident < 1) return;
     done = cfg;
     done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);
@@ -456,8 +460,8 @@ Config silu_mul_quantize_cfg(const Config& want, const uint16_t* gate_up, int M,
     auto* k = silu_mul_quant_kernel<g.value, nv.value>;
     const int threads = 32 * g.value;
     const size_t smem = size_t(cfg.stages) * I * 4;
-    static const bool attr = allow_max_smem(k);
-    const int resident = attr ? resident_ctas(k, threads, smem, cfg.stages) : 0;
+    static const int max_dyn = allow_max_smem(k);
+    const int resident = resident_ctas(k, threads, smem, cfg.stages, max_dyn);
     if (resident < 1) return;
     done = cfg;
     done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);

@@ -78,7 +78,7 @@ void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed, const cuda
   codes.poison(), scales.poison(), sums.poison(), inv.poison();
   if (cfg) {
     const cuda::fused::Config used = cuda::fused::rmsnorm_quantize_cfg(*cfg, dx.p, bf16, M, K, weight ? dw.p : nullptr,
-                                                                     eps, codes.p, scales.p, sums.p, inv.p);
+                                                                       eps, codes.p, scales.p, sums.p, inv.p);
     ASSERT_GT(used.warps, 0) << "configuration not launched";
   } else {
     cuda::rmsnorm_quantize(dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
@@ -108,7 +108,8 @@ void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed, const cuda
                     << r.sums[m];
   }
   for (size_t i = 0; i < gc.size(); ++i)
-    if (gc[i] != r.codes[i] && ++bad <= 5) ADD_FAILURE() << "code " << i << ": " << int(gc[i]) << " vs " << int(r.codes[i]);
+    if (gc[i] != r.codes[i] && ++bad <= 5)
+      ADD_FAILURE() << "code " << i << ": " << int(gc[i]) << " vs " << int(r.codes[i]);
   EXPECT_EQ(bad, 0);
 }
 
@@ -122,8 +123,8 @@ TEST(Fused, RmsNormQuantize) {
     run_rmsnorm(3, 8, bf16, true, 6);
     run_rmsnorm(3000, 4096, bf16, true, 7);  // several rows per CTA: ring refills and phase flips
     run_rmsnorm(2500, 576, bf16, false, 8);
-    run_rmsnorm(9, 24, bf16, true, 9);    // 3 vectors: an odd count, 8-byte code stores
-    run_rmsnorm(700, 1000, bf16, true, 10);  // K % 16 != 0 with many rows
+    run_rmsnorm(9, 24, bf16, true, 9);        // 3 vectors: an odd count, 8-byte code stores
+    run_rmsnorm(700, 1000, bf16, true, 10);   // K % 16 != 0 with many rows
     for (int M : {1, 16, 256, 1024, 8192}) {  // Llama-3-8B and SmolLM2 hidden sizes at the benchmark's row counts
       run_rmsnorm(M, 4096, bf16, true, 100 + M);
       run_rmsnorm(M, 576, bf16, true, 200 + M);
@@ -134,8 +135,8 @@ TEST(Fused, RmsNormQuantize) {
 TEST(Fused, RmsNormQuantizeConfigs) {
   using cuda::fused::Config;
   // The benchmark's sweep at K = 4096 and a few more: (warps, vecs, CTAs per SM, stages).
-  const Config cfgs[] = {{2, 8, 4, 2}, {4, 4, 4, 6}, {4, 4, 2, 1}, {8, 2, 2, 3}, {4, 2, 8, 8}, {16, 4, 1, 2},
-                         {1, 4, 16, 4}, {8, 4, 1, 8}};
+  const Config cfgs[] = {{2, 8, 4, 2}, {4, 4, 4, 6},  {4, 4, 2, 1},  {8, 2, 2, 3},
+                         {4, 2, 8, 8}, {16, 4, 1, 2}, {1, 4, 16, 4}, {8, 4, 1, 8}};
   for (const Config& c : cfgs) {
     if (4096 / 8 <= 32 * c.warps * c.vecs) run_rmsnorm(1000, 4096, false, true, 300 + c.stages, &c);
     run_rmsnorm(1000, 1024, true, false, 400 + c.stages, &c);
@@ -196,8 +197,8 @@ TEST(Fused, SiluMulQuantize) {
   run_silu(4, 8, 14);
   run_silu(700, 14336, 15);  // several rows per CTA
   run_silu(1500, 1536, 16);
-  run_silu(5, 24, 17);       // odd vector count
-  run_silu(900, 1544, 18);   // I % 16 != 0: 8-byte code stores
+  run_silu(5, 24, 17);      // odd vector count
+  run_silu(900, 1544, 18);  // I % 16 != 0: 8-byte code stores
   for (int M : {16, 256, 1024}) run_silu(M, 14336, 100 + M);
   for (int M : {1, 16, 256, 1024, 8192}) run_silu(M, 1536, 200 + M);
 }

@@ -23,10 +23,10 @@ namespace fused {
 namespace {
 
 constexpr int kMaxStages = 8;
-constexpr uint32_t kMaxCopy = 16384;    // bytes per bulk copy instruction (a row takes several)
-constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: v + this rounds v to an integer, half to even
+constexpr uint32_t kMaxCopy = 16384;          // bytes per bulk copy instruction (a row takes several)
+constexpr float kRoundMagic = 12582912.f;     // 1.5 * 2^23: v + this rounds v to an integer, half to even
 constexpr uint32_t kMagicBits = 0x4B400000u;  // its bits: bits(v + magic) = kMagicBits + rne(v) for |v| < 2^22
-constexpr int kSmemBudget = 200 * 1024;  // shared memory per SM the default configurations plan for
+constexpr int kSmemBudget = 200 * 1024;       // shared memory per SM the default configurations plan for
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
@@ -54,10 +54,10 @@ __device__ __forceinline__ void load_row(void* dst, const void* src, uint32_t by
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes) : "memory");
   for (uint32_t off = 0; off < bytes; off += kMaxCopy) {
     const uint32_t n = min(kMaxCopy, bytes - off);
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     d + off),
-                 "l"(static_cast<const char*>(src) + off), "r"(n), "r"(b)
-                 : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(d + off),
+        "l"(static_cast<const char*>(src) + off), "r"(n), "r"(b)
+        : "memory");
   }
 }
 
@@ -113,7 +113,7 @@ __device__ __forceinline__ int vec_index(int v, int tid) {
 // code bits (each code + kMagicBits, mod 2^32; the caller subtracts the magic once per element).
 template <int TC, int NV>
 __device__ __forceinline__ uint32_t quantize_store(const float (&y)[NV][8], float mul, int nvec, int8_t* codes_row,
-                                                  bool store16) {
+                                                   bool store16) {
   uint32_t s = 0;
 #pragma unroll
   for (int p = 0; p < NV / 2; ++p) {
@@ -145,11 +145,10 @@ __device__ __forceinline__ uint32_t quantize_store(const float (&y)[NV][8], floa
 // Vector slots past the row end hold y = 0: their codes are not stored and each adds exactly kMagicBits to the
 // code-bit sum, so the sum of a thread's codes is its bit sum minus 8 * NV * kMagicBits (mod 2^32).
 template <typename T, int G, int NV>
-__global__ void __launch_bounds__(32 * G) rmsnorm_quant_kernel(const T* __restrict__ x, int M, int K,
-                                                               const __half* __restrict__ w, float eps,
-                                                               int8_t* __restrict__ codes, float* __restrict__ scales,
-                                                               int32_t* __restrict__ sums, float* __restrict__ inv_out,
-                                                               int stages, bool store16) {
+__global__ void __launch_bounds__(32 * G)
+    rmsnorm_quant_kernel(const T* __restrict__ x, int M, int K, const __half* __restrict__ w, float eps,
+                         int8_t* __restrict__ codes, float* __restrict__ scales, int32_t* __restrict__ sums,
+                         float* __restrict__ inv_out, int stages, bool store16) {
   constexpr int TC = 32 * G;
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   extern __shared__ __align__(128) uint8_t ring[];
@@ -251,9 +250,9 @@ __global__ void __launch_bounds__(32 * G) rmsnorm_quant_kernel(const T* __restri
 // SwiGLU: a stage holds one gate_up row verbatim (gate vectors [0, nvec), up vectors [nvec, 2 nvec)). One block barrier
 // per row (amax); the reduction slots alternate by row parity because nothing else separates consecutive rows.
 template <int G, int NV>
-__global__ void __launch_bounds__(32 * G) silu_mul_quant_kernel(const __half* __restrict__ gu, int M, int I,
-                                                                int8_t* __restrict__ codes, float* __restrict__ scales,
-                                                                int32_t* __restrict__ sums, int stages, bool store16) {
+__global__ void __launch_bounds__(32 * G)
+    silu_mul_quant_kernel(const __half* __restrict__ gu, int M, int I, int8_t* __restrict__ codes,
+                          float* __restrict__ scales, int32_t* __restrict__ sums, int stages, bool store16) {
   constexpr int TC = 32 * G;
   extern __shared__ __align__(128) uint8_t ring[];
   __shared__ uint64_t full[kMaxStages];
@@ -398,8 +397,7 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 }  // namespace
 
 Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int M, int K, const uint16_t* weight,
-                            float eps, int8_t* codes, float* scales, int32_t* sums, float* inv_out,
-                            AttnStream stream) {
+                            float eps, int8_t* codes, float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
   QOQ_CUDA_REQUIRE(M >= 0 && K > 0 && K % 8 == 0 && K <= 16384,
                    "rmsnorm_quantize: K must be a multiple of 8, at most 16384");
   QOQ_CUDA_REQUIRE(aligned16(x) && aligned16(weight) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
@@ -421,8 +419,8 @@ Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int 
     done = cfg;
     done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);
     const int grid = std::min(M, done.ctas_per_sm * sm_count());
-    k<<<grid, threads, smem, stream>>>(static_cast<const T*>(x), M, K, w, eps, codes, scales, sums, inv_out,
-                                       cfg.stages, store16);
+    k<<<grid, threads, smem, stream>>>(static_cast<const T*>(x), M, K, w, eps, codes, scales, sums, inv_out, cfg.stages,
+                                       store16);
     QOQ_CUDA_CHECK_LAUNCH();
   };
   auto by_type = [&](auto g, auto nv) {
@@ -433,15 +431,24 @@ Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int 
   };
   using std::integral_constant;
   const int g = cfg.warps, nv = cfg.vecs;
-  if (g == 1 && nv == 2) by_type(integral_constant<int, 1>(), integral_constant<int, 2>());
-  else if (g == 1 && nv == 4) by_type(integral_constant<int, 1>(), integral_constant<int, 4>());
-  else if (g == 2 && nv == 4) by_type(integral_constant<int, 2>(), integral_constant<int, 4>());
-  else if (g == 2 && nv == 8) by_type(integral_constant<int, 2>(), integral_constant<int, 8>());
-  else if (g == 4 && nv == 2) by_type(integral_constant<int, 4>(), integral_constant<int, 2>());
-  else if (g == 4 && nv == 4) by_type(integral_constant<int, 4>(), integral_constant<int, 4>());
-  else if (g == 8 && nv == 2) by_type(integral_constant<int, 8>(), integral_constant<int, 2>());
-  else if (g == 8 && nv == 4) by_type(integral_constant<int, 8>(), integral_constant<int, 4>());
-  else if (g == 16 && nv == 4) by_type(integral_constant<int, 16>(), integral_constant<int, 4>());
+  if (g == 1 && nv == 2)
+    by_type(integral_constant<int, 1>(), integral_constant<int, 2>());
+  else if (g == 1 && nv == 4)
+    by_type(integral_constant<int, 1>(), integral_constant<int, 4>());
+  else if (g == 2 && nv == 4)
+    by_type(integral_constant<int, 2>(), integral_constant<int, 4>());
+  else if (g == 2 && nv == 8)
+    by_type(integral_constant<int, 2>(), integral_constant<int, 8>());
+  else if (g == 4 && nv == 2)
+    by_type(integral_constant<int, 4>(), integral_constant<int, 2>());
+  else if (g == 4 && nv == 4)
+    by_type(integral_constant<int, 4>(), integral_constant<int, 4>());
+  else if (g == 8 && nv == 2)
+    by_type(integral_constant<int, 8>(), integral_constant<int, 2>());
+  else if (g == 8 && nv == 4)
+    by_type(integral_constant<int, 8>(), integral_constant<int, 4>());
+  else if (g == 16 && nv == 4)
+    by_type(integral_constant<int, 16>(), integral_constant<int, 4>());
   return done;
 }
 
@@ -466,19 +473,26 @@ Config silu_mul_quantize_cfg(const Config& want, const uint16_t* gate_up, int M,
     done = cfg;
     done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);
     const int grid = std::min(M, done.ctas_per_sm * sm_count());
-    k<<<grid, threads, smem, stream>>>(reinterpret_cast<const __half*>(gate_up), M, I, codes, scales, sums,
-                                       cfg.stages, store16);
+    k<<<grid, threads, smem, stream>>>(reinterpret_cast<const __half*>(gate_up), M, I, codes, scales, sums, cfg.stages,
+                                       store16);
     QOQ_CUDA_CHECK_LAUNCH();
   };
   using std::integral_constant;
   const int g = cfg.warps, nv = cfg.vecs;
-  if (g == 1 && nv == 2) go(integral_constant<int, 1>(), integral_constant<int, 2>());
-  else if (g == 1 && nv == 4) go(integral_constant<int, 1>(), integral_constant<int, 4>());
-  else if (g == 2 && nv == 4) go(integral_constant<int, 2>(), integral_constant<int, 4>());
-  else if (g == 4 && nv == 4) go(integral_constant<int, 4>(), integral_constant<int, 4>());
-  else if (g == 8 && nv == 4) go(integral_constant<int, 8>(), integral_constant<int, 4>());
-  else if (g == 8 && nv == 8) go(integral_constant<int, 8>(), integral_constant<int, 8>());
-  else if (g == 16 && nv == 4) go(integral_constant<int, 16>(), integral_constant<int, 4>());
+  if (g == 1 && nv == 2)
+    go(integral_constant<int, 1>(), integral_constant<int, 2>());
+  else if (g == 1 && nv == 4)
+    go(integral_constant<int, 1>(), integral_constant<int, 4>());
+  else if (g == 2 && nv == 4)
+    go(integral_constant<int, 2>(), integral_constant<int, 4>());
+  else if (g == 4 && nv == 4)
+    go(integral_constant<int, 4>(), integral_constant<int, 4>());
+  else if (g == 8 && nv == 4)
+    go(integral_constant<int, 8>(), integral_constant<int, 4>());
+  else if (g == 8 && nv == 8)
+    go(integral_constant<int, 8>(), integral_constant<int, 8>());
+  else if (g == 16 && nv == 4)
+    go(integral_constant<int, 16>(), integral_constant<int, 4>());
   return done;
 }
 

@@ -47,7 +47,8 @@ __device__ void quantize_store(const float (&y)[NV][8], int nvec, int8_t* codes_
       for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(y[v][e]));
     }
   }
-  amax = block_reduce<THREADS>(amax, [](float a, float b) { return fmaxf(a, b); }, fred);
+  amax = block_reduce<THREADS>(
+      amax, [](float a, float b) { return fmaxf(a, b); }, fred);
   const float mul = amax == 0.f ? 0.f : __fdiv_rn(127.f, amax);
   int s = 0;
 #pragma unroll
@@ -64,7 +65,8 @@ __device__ void quantize_store(const float (&y)[NV][8], int nvec, int8_t* codes_
       reinterpret_cast<uint2*>(codes_row)[i] = make_uint2(w[0], w[1]);
     }
   }
-  s = block_reduce<THREADS>(s, [](int a, int b) { return a + b; }, ired);
+  s = block_reduce<THREADS>(
+      s, [](int a, int b) { return a + b; }, ired);
   if (threadIdx.x == 0) {
     *scale = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
     *sum = s;
@@ -72,10 +74,9 @@ __device__ void quantize_store(const float (&y)[NV][8], int nvec, int8_t* codes_
 }
 
 template <typename T, int NV>
-__global__ void __launch_bounds__(kThreads) rmsnorm_quant_kernel(const T* __restrict__ x, int K,
-                                                                 const __half* __restrict__ w, float eps,
-                                                                 int8_t* codes, float* scales, int32_t* sums,
-                                                                 float* inv_out) {
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_quant_kernel(const T* __restrict__ x, int K, const __half* __restrict__ w, float eps, int8_t* codes,
+                         float* scales, int32_t* sums, float* inv_out) {
   __shared__ float red[kThreads / 32];
   const int row = blockIdx.x, nvec = K / 8;
   const uint4* xr = reinterpret_cast<const uint4*>(x + size_t(row) * K);
@@ -94,7 +95,8 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_quant_kernel(const T* __rest
       }
     }
   }
-  ss = block_reduce<kThreads>(ss, [](float a, float b) { return __fadd_rn(a, b); }, red);
+  ss = block_reduce<kThreads>(
+      ss, [](float a, float b) { return __fadd_rn(a, b); }, red);
   const float inv = __fdiv_rn(1.f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, float(K)), eps)));
 #pragma unroll
   for (int v = 0; v < NV; ++v) {
@@ -114,8 +116,8 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_quant_kernel(const T* __rest
 constexpr int kSiluThreads = 512;
 
 template <int NV>
-__global__ void __launch_bounds__(kSiluThreads) silu_mul_quant_kernel(const __half* __restrict__ gu, int I,
-                                                                  int8_t* codes, float* scales, int32_t* sums) {
+__global__ void __launch_bounds__(kSiluThreads)
+    silu_mul_quant_kernel(const __half* __restrict__ gu, int I, int8_t* codes, float* scales, int32_t* sums) {
   const int row = blockIdx.x, nvec = I / 8;
   const uint4* g4 = reinterpret_cast<const uint4*>(gu + size_t(row) * 2 * I);
   const uint4* u4 = g4 + nvec;
@@ -143,45 +145,53 @@ __global__ void __launch_bounds__(kSiluThreads) silu_mul_quant_kernel(const __ha
 template <typename F>
 void with_nv(int K, F f) {
   const int need = (K / 8 + kThreads - 1) / kThreads;
-  if (need <= 1) f(std::integral_constant<int, 1>());
-  else if (need <= 2) f(std::integral_constant<int, 2>());
-  else if (need <= 4) f(std::integral_constant<int, 4>());
-  else if (need <= 8) f(std::integral_constant<int, 8>());
-  else f(std::integral_constant<int, 16>());
+  if (need <= 1)
+    f(std::integral_constant<int, 1>());
+  else if (need <= 2)
+    f(std::integral_constant<int, 2>());
+  else if (need <= 4)
+    f(std::integral_constant<int, 4>());
+  else if (need <= 8)
+    f(std::integral_constant<int, 8>());
+  else
+    f(std::integral_constant<int, 16>());
 }
 
 }  // namespace
 
 void rmsnorm_quantize_v2(const void* x, bool x_bf16, int M, int K, const uint16_t* weight, float eps, int8_t* codes,
-                      float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
+                         float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
   QOQ_CUDA_REQUIRE(M >= 0 && K > 0 && K % 8 == 0 && K <= 8 * kMaxVec * kThreads,
                    "rmsnorm_quantize: K must be a multiple of 8, at most 16384");
   if (M == 0) return;
   const auto* w = reinterpret_cast<const __half*>(weight);
   with_nv(K, [&](auto nv) {
     if (x_bf16)
-      rmsnorm_quant_kernel<__nv_bfloat16, nv.value><<<M, kThreads, 0, stream>>>(
-          static_cast<const __nv_bfloat16*>(x), K, w, eps, codes, scales, sums, inv_out);
+      rmsnorm_quant_kernel<__nv_bfloat16, nv.value>
+          <<<M, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), K, w, eps, codes, scales, sums, inv_out);
     else
-      rmsnorm_quant_kernel<__half, nv.value><<<M, kThreads, 0, stream>>>(static_cast<const __half*>(x), K, w, eps,
-                                                                         codes, scales, sums, inv_out);
+      rmsnorm_quant_kernel<__half, nv.value>
+          <<<M, kThreads, 0, stream>>>(static_cast<const __half*>(x), K, w, eps, codes, scales, sums, inv_out);
   });
   QOQ_CUDA_CHECK_LAUNCH();
 }
 
 void silu_mul_quantize_v2(const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales, int32_t* sums,
-                       AttnStream stream) {
+                          AttnStream stream) {
   QOQ_CUDA_REQUIRE(M >= 0 && I > 0 && I % 8 == 0 && I <= 8 * 4 * kSiluThreads,
                    "silu_mul_quantize: I must be a multiple of 8, at most 16384");
   if (M == 0) return;
   const int need = (I / 8 + kSiluThreads - 1) / kSiluThreads;
   auto run = [&](auto nv) {
-    silu_mul_quant_kernel<nv.value><<<M, kSiluThreads, 0, stream>>>(reinterpret_cast<const __half*>(gate_up), I,
-                                                                     codes, scales, sums);
+    silu_mul_quant_kernel<nv.value>
+        <<<M, kSiluThreads, 0, stream>>>(reinterpret_cast<const __half*>(gate_up), I, codes, scales, sums);
   };
-  if (need <= 1) run(std::integral_constant<int, 1>());
-  else if (need <= 2) run(std::integral_constant<int, 2>());
-  else run(std::integral_constant<int, 4>());
+  if (need <= 1)
+    run(std::integral_constant<int, 1>());
+  else if (need <= 2)
+    run(std::integral_constant<int, 2>());
+  else
+    run(std::integral_constant<int, 4>());
   QOQ_CUDA_CHECK_LAUNCH();
 }
 

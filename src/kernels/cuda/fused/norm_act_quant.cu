@@ -6,12 +6,16 @@
 // completion on an mbarrier), so bytes stay in flight while the CTA computes. A CTA works on one row at a time, held in
 // registers; a stage is refilled right after the row's first block barrier (every thread has read it by then).
 // Numerics are v2's: fp32, each operation rounded once as the CPU references (DESIGN §3); rne(v) for |v| <= 127 is
-// taken from the bits of v + 1.5 * 2^23 (exact, round half to even; no F2I on the conversion pipe).
+// taken from the bits of v + 1.5 * 2^23 (exact, round half to even; no F2I on the conversion pipe), and the row sum
+// from the packed codes by dp4a.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 
 #include "kernels/cuda/check.h"
@@ -23,10 +27,10 @@ namespace fused {
 namespace {
 
 constexpr int kMaxStages = 8;
-constexpr uint32_t kMaxCopy = 16384;          // bytes per bulk copy instruction (a row takes several)
-constexpr float kRoundMagic = 12582912.f;     // 1.5 * 2^23: v + this rounds v to an integer, half to even
-constexpr uint32_t kMagicBits = 0x4B400000u;  // its bits: bits(v + magic) = kMagicBits + rne(v) for |v| < 2^22
-constexpr int kSmemBudget = 200 * 1024;       // shared memory per SM the default configurations plan for
+constexpr uint32_t kMaxCopy = 16384;       // bytes per bulk copy instruction (a row takes several)
+constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: v + this rounds v to an integer, half to even
+// bits(v + magic) = 0x4B400000 + rne(v) for |v| < 2^22: the low byte is the int8 code.
+constexpr int kInFlight = 96 * 1024;  // ring bytes per SM the defaults aim at (measured best 80-110 KB, run 2)
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
@@ -109,12 +113,12 @@ __device__ __forceinline__ int vec_index(int v, int tid) {
   return (v / 2) * 2 * TC + 2 * tid + (v % 2);
 }
 
-// Quantizes y (the thread's vectors) with multiplier mul, stores the codes of the row and returns the thread's sum of
-// code bits (each code + kMagicBits, mod 2^32; the caller subtracts the magic once per element).
+// Quantizes y (the thread's vectors) with multiplier mul, stores the codes of the row and returns the sum of the
+// thread's codes (one dp4a per 4 packed codes; padding slots hold y = 0, code 0).
 template <int TC, int NV>
-__device__ __forceinline__ uint32_t quantize_store(const float (&y)[NV][8], float mul, int nvec, int8_t* codes_row,
-                                                   bool store16) {
-  uint32_t s = 0;
+__device__ __forceinline__ int quantize_store(const float (&y)[NV][8], float mul, int nvec, int8_t* codes_row,
+                                              bool store16) {
+  int s = 0;
 #pragma unroll
   for (int p = 0; p < NV / 2; ++p) {
     uint32_t word[4];
@@ -124,11 +128,10 @@ __device__ __forceinline__ uint32_t quantize_store(const float (&y)[NV][8], floa
       for (int h = 0; h < 2; ++h) {
         uint32_t b[4];
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
+        for (int e = 0; e < 4; ++e)
           b[e] = __float_as_uint(__fadd_rn(__fmul_rn(y[2 * p + q][4 * h + e], mul), kRoundMagic));
-          s += b[e];
-        }
         word[2 * q + h] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
+        s = __dp4a(int(word[2 * q + h]), 0x01010101, s);
       }
     }
     const int i0 = vec_index<TC>(2 * p, threadIdx.x);
@@ -142,8 +145,7 @@ __device__ __forceinline__ uint32_t quantize_store(const float (&y)[NV][8], floa
   return s;
 }
 
-// Vector slots past the row end hold y = 0: their codes are not stored and each adds exactly kMagicBits to the
-// code-bit sum, so the sum of a thread's codes is its bit sum minus 8 * NV * kMagicBits (mod 2^32).
+// Vector slots past the row end hold y = 0 (code 0, not stored).
 template <typename T, int G, int NV>
 __global__ void __launch_bounds__(32 * G)
     rmsnorm_quant_kernel(const T* __restrict__ x, int M, int K, const __half* __restrict__ w, float eps,
@@ -172,7 +174,6 @@ __global__ void __launch_bounds__(32 * G)
     wr[v] = make_uint4(0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u);  // 1.0
     if (w && i < nvec) wr[v] = __ldg(reinterpret_cast<const uint4*>(w) + i);
   }
-  const uint32_t pad_bits = 8u * NV * kMagicBits;
 
   uint32_t psum = 0;  // lane 0: the warp's code sum of the previous row, published at the next row's first barrier
   int prev_row = 0, s = 0;
@@ -234,7 +235,7 @@ __global__ void __launch_bounds__(32 * G)
     for (int g = 1; g < G; ++g) amax = fmaxf(amax, red_max[g]);
     const float mul = amax == 0.f ? 0.f : __fdiv_rn(127.f, amax);
     if (tid == 0) scales[row] = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
-    psum = warp_sum(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * K, store16) - pad_bits);
+    psum = warp_sum(uint32_t(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * K, store16)));
     prev_row = row;
     if (++s == stages) s = 0, phase ^= 1;
   }
@@ -267,7 +268,6 @@ __global__ void __launch_bounds__(32 * G)
   if (tid == 0)
     for (int s = 0; s < stages && s < rows; ++s)
       load_row(ring + s * row_bytes, gu + size_t(blockIdx.x + s * gridDim.x) * 2 * I, row_bytes, &full[s]);
-  const uint32_t pad_bits = 8u * NV * kMagicBits;
 
   uint32_t psum = 0;
   int prev_row = 0, s = 0;
@@ -317,7 +317,7 @@ __global__ void __launch_bounds__(32 * G)
     for (int g = 1; g < G; ++g) amax = fmaxf(amax, red_max[b][g]);
     const float mul = amax == 0.f ? 0.f : __fdiv_rn(127.f, amax);
     if (tid == 0) scales[row] = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
-    psum = warp_sum(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * I, store16) - pad_bits);
+    psum = warp_sum(uint32_t(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * I, store16)));
     prev_row = row;
     if (++s == stages) s = 0, phase ^= 1;
   }
@@ -341,26 +341,6 @@ int sm_count() {
   return n;
 }
 
-// Default: the fewest warps that cover the row with <= 4 vectors per thread; CTAs per SM for ~16 warps; stages to
-// fill the shared-memory budget (2..8, at least 2 rows in flight per CTA where they fit).
-Config default_config(int nvec, uint32_t row_bytes, Config cfg) {
-  if (cfg.warps == 0) {
-    cfg.warps = 1;
-    while (cfg.warps < 16 && nvec > 4 * 32 * cfg.warps) cfg.warps *= 2;
-  }
-  if (cfg.vecs == 0) cfg.vecs = nvec <= 2 * 32 * cfg.warps ? 2 : 4;
-  if (cfg.ctas_per_sm == 0) cfg.ctas_per_sm = std::max(1, std::min(16, 16 / cfg.warps));
-  if (cfg.stages == 0) {
-    const int fit = int(kSmemBudget / (size_t(cfg.ctas_per_sm) * row_bytes));
-    cfg.stages = std::max(1, std::min(kMaxStages, fit));
-    if (cfg.stages < 2 && cfg.ctas_per_sm > 1) {  // fewer CTAs, two rows each
-      cfg.ctas_per_sm = std::max(1, int(kSmemBudget / (2 * size_t(row_bytes))));
-      cfg.stages = 2;
-    }
-  }
-  return cfg;
-}
-
 int smem_optin() {
   static const int n = [] {
     int dev = 0, c = 0;
@@ -371,25 +351,95 @@ int smem_optin() {
   return n;
 }
 
-// Once per kernel: allow all the dynamic shared memory the device lets a block opt into (its limit less the kernel's
-// static shared memory), so that graphs captured with any ring size stay launchable whatever is called later.
-// Returns that limit.
+// Host-side facts per kernel, computed once (cached under a mutex: callers may launch from several threads).
+std::mutex g_cache_mu;
+std::map<const void*, int> g_max_dyn;                            // kernel -> dynamic shared memory allowed
+std::map<std::tuple<const void*, int, size_t>, int> g_resident;  // (kernel, threads, smem) -> CTAs per SM
+
+// The dynamic shared memory kernel k may use: the device's opt-in limit less k's static shared memory, set once as
+// k's maximum so that graphs captured with any ring size stay launchable whatever is called later.
 template <typename Kern>
 int allow_max_smem(Kern k) {
+  const void* key = reinterpret_cast<const void*>(k);
+  std::lock_guard<std::mutex> lock(g_cache_mu);
+  if (auto it = g_max_dyn.find(key); it != g_max_dyn.end()) return it->second;
   cudaFuncAttributes a{};
   QOQ_CUDA_CHECK(cudaFuncGetAttributes(&a, k));
   const int dyn = smem_optin() - int(a.sharedSizeBytes);
   QOQ_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn));
-  return dyn;
+  return g_max_dyn[key] = dyn;
 }
 
 // CTAs of kernel k that fit on one SM with this ring (0: the ring does not fit at all; max_dyn from allow_max_smem).
 template <typename Kern>
 int resident_ctas(Kern k, int threads, size_t smem, int stages, int max_dyn) {
   if (stages < 1 || stages > kMaxStages || smem > size_t(max_dyn)) return 0;
+  const auto key = std::make_tuple(reinterpret_cast<const void*>(k), threads, smem);
+  std::lock_guard<std::mutex> lock(g_cache_mu);
+  if (auto it = g_resident.find(key); it != g_resident.end()) return it->second;
   int n = 0;
   QOQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, threads, smem));
-  return n;
+  return g_resident[key] = n;
+}
+
+// Warps and vectors per thread for rows of nvec vectors: the fewest warps that cover the row with <= 4 vectors per
+// thread, or <= 2 when there are at most two rows per SM (then nothing overlaps a row's latency, and shorter
+// per-thread chains are what shortens it).
+Config choose_shape(int M, int nvec, Config cfg) {
+  if (cfg.warps == 0) {
+    const int per_thread = M <= 2 * sm_count() ? 2 : 4;
+    cfg.warps = 1;
+    while (cfg.warps < 16 && nvec > per_thread * 32 * cfg.warps) cfg.warps *= 2;
+  }
+  if (cfg.vecs == 0) cfg.vecs = nvec <= 2 * 32 * cfg.warps ? 2 : 4;
+  return cfg;
+}
+
+// Resolves CTAs per SM and stages of a kernel with rows of row_bytes, and the grid for M rows; warps = 0 if the
+// configuration cannot run. Defaults: as many CTAs as fit (up to 32 warps per SM), then stages for ~kInFlight ring
+// bytes per SM (at least 1).
+template <typename Kern>
+Config resolve(Kern k, Config cfg, uint32_t row_bytes, int* grid, int M) {
+  static_assert(std::is_pointer_v<Kern>);
+  const int threads = 32 * cfg.warps, max_dyn = allow_max_smem(k);
+  int ctas = cfg.ctas_per_sm ? cfg.ctas_per_sm : std::max(1, 32 / cfg.warps);
+  if (cfg.stages == 0) {
+    ctas = std::min(ctas, resident_ctas(k, threads, row_bytes, 1, max_dyn));
+    if (ctas < 1) return Config{};
+    cfg.stages = int(std::clamp<size_t>(kInFlight / (size_t(ctas) * row_bytes), 1, kMaxStages));
+  }
+  ctas = std::min(ctas, resident_ctas(k, threads, size_t(cfg.stages) * row_bytes, cfg.stages, max_dyn));
+  if (ctas < 1) return Config{};
+  cfg.ctas_per_sm = ctas;
+  *grid = std::min(M, ctas * sm_count());
+  return cfg;
+}
+
+// Calls f(integral_constant<G>, integral_constant<NV>) for the instantiated (warps, vecs) pairs; false otherwise.
+template <bool kWide, typename F>
+bool dispatch(int g, int nv, F f) {
+  using std::integral_constant;
+  auto by_nv = [&](auto gc) {
+    if (nv == 2) return f(gc, integral_constant<int, 2>()), true;
+    if (nv == 4) return f(gc, integral_constant<int, 4>()), true;
+    return false;
+  };
+  if (kWide && g == 2 && nv == 8) return f(integral_constant<int, 2>(), integral_constant<int, 8>()), true;
+  if (kWide && g == 8 && nv == 8) return f(integral_constant<int, 8>(), integral_constant<int, 8>()), true;
+  switch (g) {
+    case 1:
+      return by_nv(integral_constant<int, 1>());
+    case 2:
+      return by_nv(integral_constant<int, 2>());
+    case 4:
+      return by_nv(integral_constant<int, 4>());
+    case 8:
+      return by_nv(integral_constant<int, 8>());
+    case 16:
+      return by_nv(integral_constant<int, 16>());
+    default:
+      return false;
+  }
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -402,53 +452,26 @@ Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int 
                    "rmsnorm_quantize: K must be a multiple of 8, at most 16384");
   QOQ_CUDA_REQUIRE(aligned16(x) && aligned16(weight) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
                    "rmsnorm_quantize: x and weight must be 16-byte aligned, codes 8-byte aligned");
-  const Config cfg = default_config(K / 8, uint32_t(K) * 2, want);
-  if (M == 0) return cfg;
-  if (K / 8 > 32 * cfg.warps * cfg.vecs) return Config{};
+  const Config shape = choose_shape(M, K / 8, want);
+  if (K / 8 > 32 * shape.warps * shape.vecs) return Config{};
+  if (M == 0) return shape;
   const bool store16 = K % 16 == 0 && aligned16(codes);
-  const auto* w = reinterpret_cast<const __half*>(weight);
   Config done{};
-  auto go = [&](auto t, auto g, auto nv) {
-    using T = decltype(t);
-    auto* k = rmsnorm_quant_kernel<T, g.value, nv.value>;
-    const int threads = 32 * g.value;
-    const size_t smem = size_t(cfg.stages) * K * 2;
-    static const int max_dyn = allow_max_smem(k);
-    const int resident = resident_ctas(k, threads, smem, cfg.stages, max_dyn);
-    if (resident < 1) return;
-    done = cfg;
-    done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);
-    const int grid = std::min(M, done.ctas_per_sm * sm_count());
-    k<<<grid, threads, smem, stream>>>(static_cast<const T*>(x), M, K, w, eps, codes, scales, sums, inv_out, cfg.stages,
-                                       store16);
-    QOQ_CUDA_CHECK_LAUNCH();
-  };
-  auto by_type = [&](auto g, auto nv) {
+  auto go = [&](auto g, auto nv) {
+    auto launch = [&](auto* k, const auto* xt) {
+      int grid = 0;
+      done = resolve(k, shape, uint32_t(K) * 2, &grid, M);
+      if (done.warps == 0) return;
+      k<<<grid, 32 * g.value, size_t(done.stages) * K * 2, stream>>>(
+          xt, M, K, reinterpret_cast<const __half*>(weight), eps, codes, scales, sums, inv_out, done.stages, store16);
+      QOQ_CUDA_CHECK_LAUNCH();
+    };
     if (x_bf16)
-      go(__nv_bfloat16(), g, nv);
+      launch(rmsnorm_quant_kernel<__nv_bfloat16, g.value, nv.value>, static_cast<const __nv_bfloat16*>(x));
     else
-      go(__half(), g, nv);
+      launch(rmsnorm_quant_kernel<__half, g.value, nv.value>, static_cast<const __half*>(x));
   };
-  using std::integral_constant;
-  const int g = cfg.warps, nv = cfg.vecs;
-  if (g == 1 && nv == 2)
-    by_type(integral_constant<int, 1>(), integral_constant<int, 2>());
-  else if (g == 1 && nv == 4)
-    by_type(integral_constant<int, 1>(), integral_constant<int, 4>());
-  else if (g == 2 && nv == 4)
-    by_type(integral_constant<int, 2>(), integral_constant<int, 4>());
-  else if (g == 2 && nv == 8)
-    by_type(integral_constant<int, 2>(), integral_constant<int, 8>());
-  else if (g == 4 && nv == 2)
-    by_type(integral_constant<int, 4>(), integral_constant<int, 2>());
-  else if (g == 4 && nv == 4)
-    by_type(integral_constant<int, 4>(), integral_constant<int, 4>());
-  else if (g == 8 && nv == 2)
-    by_type(integral_constant<int, 8>(), integral_constant<int, 2>());
-  else if (g == 8 && nv == 4)
-    by_type(integral_constant<int, 8>(), integral_constant<int, 4>());
-  else if (g == 16 && nv == 4)
-    by_type(integral_constant<int, 16>(), integral_constant<int, 4>());
+  dispatch<true>(shape.warps, shape.vecs, go);
   return done;
 }
 
@@ -458,41 +481,21 @@ Config silu_mul_quantize_cfg(const Config& want, const uint16_t* gate_up, int M,
                    "silu_mul_quantize: I must be a multiple of 8, at most 16384");
   QOQ_CUDA_REQUIRE(aligned16(gate_up) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
                    "silu_mul_quantize: gate_up must be 16-byte aligned, codes 8-byte aligned");
-  const Config cfg = default_config(I / 8, uint32_t(I) * 4, want);
-  if (M == 0) return cfg;
-  if (I / 8 > 32 * cfg.warps * cfg.vecs) return Config{};
+  const Config shape = choose_shape(M, I / 8, want);
+  if (I / 8 > 32 * shape.warps * shape.vecs) return Config{};
+  if (M == 0) return shape;
   const bool store16 = I % 16 == 0 && aligned16(codes);
   Config done{};
   auto go = [&](auto g, auto nv) {
     auto* k = silu_mul_quant_kernel<g.value, nv.value>;
-    const int threads = 32 * g.value;
-    const size_t smem = size_t(cfg.stages) * I * 4;
-    static const int max_dyn = allow_max_smem(k);
-    const int resident = resident_ctas(k, threads, smem, cfg.stages, max_dyn);
-    if (resident < 1) return;
-    done = cfg;
-    done.ctas_per_sm = std::min(cfg.ctas_per_sm, resident);
-    const int grid = std::min(M, done.ctas_per_sm * sm_count());
-    k<<<grid, threads, smem, stream>>>(reinterpret_cast<const __half*>(gate_up), M, I, codes, scales, sums, cfg.stages,
-                                       store16);
+    int grid = 0;
+    done = resolve(k, shape, uint32_t(I) * 4, &grid, M);
+    if (done.warps == 0) return;
+    k<<<grid, 32 * g.value, size_t(done.stages) * I * 4, stream>>>(reinterpret_cast<const __half*>(gate_up), M, I,
+                                                                   codes, scales, sums, done.stages, store16);
     QOQ_CUDA_CHECK_LAUNCH();
   };
-  using std::integral_constant;
-  const int g = cfg.warps, nv = cfg.vecs;
-  if (g == 1 && nv == 2)
-    go(integral_constant<int, 1>(), integral_constant<int, 2>());
-  else if (g == 1 && nv == 4)
-    go(integral_constant<int, 1>(), integral_constant<int, 4>());
-  else if (g == 2 && nv == 4)
-    go(integral_constant<int, 2>(), integral_constant<int, 4>());
-  else if (g == 4 && nv == 4)
-    go(integral_constant<int, 4>(), integral_constant<int, 4>());
-  else if (g == 8 && nv == 4)
-    go(integral_constant<int, 8>(), integral_constant<int, 4>());
-  else if (g == 8 && nv == 8)
-    go(integral_constant<int, 8>(), integral_constant<int, 8>());
-  else if (g == 16 && nv == 4)
-    go(integral_constant<int, 16>(), integral_constant<int, 4>());
+  dispatch<true>(shape.warps, shape.vecs, go);
   return done;
 }
 

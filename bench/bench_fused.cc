@@ -177,30 +177,36 @@ int main(int argc, char** argv) {
   }
   if (!sweep) return 0;
 
-  // Launch configurations at M = 8192, Llama-3-8B shapes: (warps, vecs) x CTAs per SM x stages.
+  // Launch configurations at M = 8192 (the default first). Runs 2-3 swept (warps, vecs) in {(2,8), (4,4), (8,2),
+  // (16,4)} x CTAs 1-8 x stages 1-6 at K = 4096: the best had 16-20 warps per SM and 2 stages; these are the
+  // neighbours of the defaults, and the SmolLM2 shapes.
   std::printf("\nsweep M=8192: kernel K warps vecs ctas/SM(asked->resident) stages: us GB/s /4.24\n");
-  for (Kind kind : {kRmsFp16, kRmsBf16, kSilu}) {
-    const Case c{kind, 8192, kind == kSilu ? 14336 : 4096};
-    const double bytes = double(c.in_bytes() + c.out_bytes());
-    // Round 2 swept (warps, vecs) in {(2,8), (4,4), (8,2), (16,4)} x CTAs 1-8 x stages 1-6: the best were 80-110 KB
-    // of ring per SM; these are the neighbours of the defaults.
+  struct Sweep {
+    Kind kind;
+    int K;
     std::vector<qf::Config> cfgs;
-    if (kind == kSilu)
-      cfgs = {{}, {16, 4, 1, 2}, {16, 4, 1, 3}, {16, 4, 2, 1}, {8, 8, 2, 1}};
-    else
-      cfgs = {{},           {4, 4, 5, 1}, {4, 4, 5, 2}, {4, 4, 5, 3}, {4, 4, 4, 2},
-              {2, 8, 6, 2}, {8, 2, 4, 2}, {8, 4, 2, 2}, {8, 4, 2, 3}};
-    for (const qf::Config& want : cfgs) {
+  };
+  const std::vector<Sweep> sweeps = {
+      {kRmsFp16, 4096, {{}, {4, 4, 4, 1}, {4, 4, 4, 2}, {4, 4, 4, 3}, {4, 4, 5, 2}, {8, 2, 2, 2}}},
+      {kRmsBf16, 4096, {{}, {4, 4, 4, 2}, {4, 4, 5, 2}}},
+      {kRmsFp16, 576, {{}, {1, 4, 16, 4}, {1, 4, 21, 4}, {1, 4, 32, 2}, {2, 2, 8, 2}, {2, 2, 16, 2}, {4, 2, 4, 2}}},
+      {kSilu, 14336, {{}, {16, 4, 1, 3}, {16, 4, 2, 1}, {8, 8, 2, 1}}},
+      {kSilu, 1536, {{}, {2, 4, 8, 1}, {2, 4, 16, 1}, {2, 4, 16, 2}, {4, 2, 4, 2}, {4, 2, 8, 2}}},
+  };
+  for (const Sweep& sw : sweeps) {
+    const Case c{sw.kind, 8192, sw.K};
+    const double bytes = double(c.in_bytes() + c.out_bytes());
+    for (const qf::Config& want : sw.cfgs) {
       qf::Config used{};
       const double t = time_kernel(b, c, &want, false, &used);
       if (t < 0) {
-        std::printf("%-13s %5d %2dw %dv %dc %ds: not launched\n", kind_name(kind), c.K, want.warps, want.vecs,
+        std::printf("%-13s %5d %2dw %dv %dc %ds: not launched\n", kind_name(c.kind), c.K, want.warps, want.vecs,
                     want.ctas_per_sm, want.stages);
         continue;
       }
-      std::printf("%-13s %5d %2dw %dv %d->%dc %ds%s: %8.2f %7.1f %5.3f\n", kind_name(kind), c.K, used.warps, used.vecs,
-                  want.ctas_per_sm, used.ctas_per_sm, used.stages, want.warps ? "" : " (default)", t, bytes / t * 1e-3,
-                  bytes / t * 1e6 / kPeak);
+      std::printf("%-13s %5d %2dw %dv %d->%dc %ds%s: %8.2f %7.1f %5.3f\n", kind_name(c.kind), c.K, used.warps,
+                  used.vecs, want.ctas_per_sm, used.ctas_per_sm, used.stages, want.warps ? "" : " (default)", t,
+                  bytes / t * 1e-3, bytes / t * 1e6 / kPeak);
     }
   }
   return 0;

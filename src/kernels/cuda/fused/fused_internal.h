@@ -14,7 +14,7 @@ struct Config {
   int warps = 0;        // warps per CTA; a CTA works on one row at a time (1, 2, 4, 8 or 16)
   int vecs = 0;         // 16-byte input vectors per thread and row (2, 4 or 8): warps * 32 * vecs * 8 >= row length
   int ctas_per_sm = 0;  // resident CTAs per SM asked for (capped by the occupancy the kernel reaches)
-  int stages = 0;       // rows in flight per CTA in its shared-memory ring (1..8); launched: 0 = direct loads, no ring
+  int stages = 0;       // rows in flight per CTA in its shared-memory ring (1..8)
 };
 
 // The production kernels under an explicit configuration. Return the configuration launched (ctas_per_sm = the

@@ -5,8 +5,6 @@
 // `stages` of them streaming into a shared-memory ring by bulk copies (cp.async.bulk, one thread issues a whole row,
 // completion on an mbarrier), so bytes stay in flight while the CTA computes. A CTA works on one row at a time, held in
 // registers; a stage is refilled right after the row's first block barrier (every thread has read it by then).
-// When every CTA gets at most one row (small M) there is nothing to overlap: the ring is skipped ("direct": loads
-// straight into registers, lower latency than a bulk copy + mbarrier).
 // Numerics are v2's: fp32, each operation rounded once as the CPU references (DESIGN §3); rne(v) for |v| <= 127 is
 // taken from the bits of v + 1.5 * 2^23 (exact, round half to even; no F2I on the conversion pipe), and the row sum
 // from the packed codes by dp4a.
@@ -32,7 +30,7 @@ constexpr int kMaxStages = 8;
 constexpr uint32_t kMaxCopy = 16384;       // bytes per bulk copy instruction (a row takes several)
 constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: v + this rounds v to an integer, half to even
 // bits(v + magic) = 0x4B400000 + rne(v) for |v| < 2^22: the low byte is the int8 code.
-constexpr int kWarpsPerSm = 16;  // default resident warps per SM (the best of the sweeps, runs 2-3)
+constexpr int kWarpsPerSm = 16;  // default resident warps per SM (the best of the sweeps, runs 2-4)
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
@@ -115,19 +113,6 @@ __device__ __forceinline__ int vec_index(int v, int tid) {
   return (v / 2) * 2 * TC + 2 * tid + (v % 2);
 }
 
-// The thread's 16-byte vectors [base + vec_index(v)] of a row: from the ring stage (after waiting for it), or with
-// stages == 0 ("direct": a CTA has about one row, nothing to overlap) straight from global memory, which has the
-// lower latency. Slots past nvec are left unset.
-template <int TC, int NV>
-__device__ __forceinline__ void fetch_row(uint4 (&raw)[NV], const uint4* __restrict__ g, const uint4* st, int base,
-                                          int nvec, bool direct) {
-#pragma unroll
-  for (int v = 0; v < NV; ++v) {
-    const int i = vec_index<TC>(v, threadIdx.x);
-    if (i < nvec) raw[v] = direct ? __ldcs(g + base + i) : st[base + i];
-  }
-}
-
 // Quantizes y (the thread's vectors) with multiplier mul, stores the codes of the row and returns the sum of the
 // thread's codes (one dp4a per 4 packed codes; padding slots hold y = 0, code 0).
 template <int TC, int NV>
@@ -176,8 +161,7 @@ __global__ void __launch_bounds__(32 * G)
   const int nvec = K / 8;
   const uint32_t row_bytes = uint32_t(K) * 2;
   const int rows = (M - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
-  const bool direct = stages == 0;
-  if (tid == 0 && !direct) init_ring(full, stages);
+  if (tid == 0) init_ring(full, stages);
   __syncthreads();
   if (tid == 0)
     for (int s = 0; s < stages && s < rows; ++s)
@@ -196,17 +180,15 @@ __global__ void __launch_bounds__(32 * G)
   uint32_t phase = 0;
   for (int r = 0; r < rows; ++r) {
     const int row = blockIdx.x + r * gridDim.x;
-    if (!direct) mbar_wait(&full[s], phase);
-    uint4 raw[NV];
-    fetch_row<TC, NV>(raw, reinterpret_cast<const uint4*>(x + size_t(row) * K),
-                      reinterpret_cast<const uint4*>(ring + s * row_bytes), 0, nvec, direct);
+    mbar_wait(&full[s], phase);
+    const uint4* st = reinterpret_cast<const uint4*>(ring + s * row_bytes);
     float y[NV][8];
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int v = 0; v < NV; ++v) {
       const int i = vec_index<TC>(v, tid);
       if (i < nvec) {
-        unpack8(raw[v], kBf16, y[v]);
+        unpack8(st[i], kBf16, y[v]);
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[e % 4] = fmaf(y[v][e], y[v][e], acc[e % 4]);
       } else {
@@ -218,7 +200,7 @@ __global__ void __launch_bounds__(32 * G)
     if (lane == 0) red_ss[warp] = ss_part, red_sum[warp] = psum;
     __syncthreads();  // (A) every thread has read stage s
     if (tid == 0) {
-      if (!direct && r + stages < rows) {
+      if (r + stages < rows) {
         fence_before_refill();
         load_row(ring + s * row_bytes, x + size_t(row + stages * gridDim.x) * K, row_bytes, &full[s]);
       }
@@ -255,7 +237,7 @@ __global__ void __launch_bounds__(32 * G)
     if (tid == 0) scales[row] = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
     psum = warp_sum(uint32_t(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * K, store16)));
     prev_row = row;
-    if (!direct && ++s == stages) s = 0, phase ^= 1;
+    if (++s == stages) s = 0, phase ^= 1;
   }
   if (lane == 0) red_sum[warp] = psum;
   __syncthreads();
@@ -281,8 +263,7 @@ __global__ void __launch_bounds__(32 * G)
   const int nvec = I / 8;
   const uint32_t row_bytes = uint32_t(I) * 4;
   const int rows = (M - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
-  const bool direct = stages == 0;
-  if (tid == 0 && !direct) init_ring(full, stages);
+  if (tid == 0) init_ring(full, stages);
   __syncthreads();
   if (tid == 0)
     for (int s = 0; s < stages && s < rows; ++s)
@@ -293,12 +274,8 @@ __global__ void __launch_bounds__(32 * G)
   uint32_t phase = 0;
   for (int r = 0; r < rows; ++r) {
     const int row = blockIdx.x + r * gridDim.x;
-    if (!direct) mbar_wait(&full[s], phase);
-    uint4 graw[NV], uraw[NV];
-    const uint4* grow = reinterpret_cast<const uint4*>(gu + size_t(row) * 2 * I);
+    mbar_wait(&full[s], phase);
     const uint4* st = reinterpret_cast<const uint4*>(ring + s * row_bytes);
-    fetch_row<TC, NV>(graw, grow, st, 0, nvec, direct);
-    fetch_row<TC, NV>(uraw, grow, st, nvec, nvec, direct);
     float y[NV][8];
     float amax = 0.f;
 #pragma unroll
@@ -306,8 +283,8 @@ __global__ void __launch_bounds__(32 * G)
       const int i = vec_index<TC>(v, tid);
       if (i < nvec) {
         float g[8], u[8];
-        unpack8(graw[v], false, g);
-        unpack8(uraw[v], false, u);
+        unpack8(st[i], false, g);
+        unpack8(st[nvec + i], false, u);
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           // Fast division (2 ulp) as v2: the codes are not bit-exact here anyway (expf vs std::exp).
@@ -324,7 +301,7 @@ __global__ void __launch_bounds__(32 * G)
     if (lane == 0) red_max[b][warp] = amax, red_sum[b][warp] = psum;
     __syncthreads();  // every thread has read stage s
     if (tid == 0) {
-      if (!direct && r + stages < rows) {
+      if (r + stages < rows) {
         fence_before_refill();
         load_row(ring + s * row_bytes, gu + size_t(row + stages * gridDim.x) * 2 * I, row_bytes, &full[s]);
       }
@@ -342,7 +319,7 @@ __global__ void __launch_bounds__(32 * G)
     if (tid == 0) scales[row] = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
     psum = warp_sum(uint32_t(quantize_store<TC, NV>(y, mul, nvec, codes + size_t(row) * I, store16)));
     prev_row = row;
-    if (!direct && ++s == stages) s = 0, phase ^= 1;
+    if (++s == stages) s = 0, phase ^= 1;
   }
   const int b = rows & 1;
   if (lane == 0) red_sum[b][warp] = psum;
@@ -396,7 +373,7 @@ int allow_max_smem(Kern k) {
 // CTAs of kernel k that fit on one SM with this ring (0: the ring does not fit at all; max_dyn from allow_max_smem).
 template <typename Kern>
 int resident_ctas(Kern k, int threads, size_t smem, int stages, int max_dyn) {
-  if (stages < 0 || stages > kMaxStages || smem > size_t(max_dyn) || (stages == 0 && smem != 0)) return 0;
+  if (stages < 1 || stages > kMaxStages || smem > size_t(max_dyn)) return 0;
   const auto key = std::make_tuple(reinterpret_cast<const void*>(k), threads, smem);
   std::lock_guard<std::mutex> lock(g_cache_mu);
   if (auto it = g_resident.find(key); it != g_resident.end()) return it->second;
@@ -419,26 +396,14 @@ Config choose_shape(int M, int nvec, Config cfg) {
 }
 
 // Resolves CTAs per SM and stages of a kernel with rows of row_bytes, and the grid for M rows; warps = 0 if the
-// configuration cannot run. Defaults (the sweeps of runs 2-3): 16 warps per SM where they fit and a 2-row ring per
-// CTA (deeper rings and more CTAs were slower: a larger start-up burst, a longer tail); when every CTA gets at most
-// one row (up to 32 warps per SM), stages = 0: direct loads, no ring.
+// configuration cannot run. Defaults (the sweeps of runs 2-4): 16 warps per SM where they fit and a 2-row ring per
+// CTA (1 where 2 rows do not fit); deeper rings and more CTAs were slower (a larger start-up burst, a longer tail).
 template <typename Kern>
 Config resolve(Kern k, Config cfg, uint32_t row_bytes, int* grid, int M) {
   static_assert(std::is_pointer_v<Kern>);
   const int threads = 32 * cfg.warps, max_dyn = allow_max_smem(k);
   int ctas = cfg.ctas_per_sm ? cfg.ctas_per_sm : std::max(1, kWarpsPerSm / cfg.warps);
-  if (cfg.stages == 0) {
-    // Direct loads need no shared memory: up to twice the warps (all latency-bound, nothing to pipeline).
-    const int want_direct = cfg.ctas_per_sm ? cfg.ctas_per_sm : std::max(1, 2 * kWarpsPerSm / cfg.warps);
-    const int direct_ctas = std::min(want_direct, resident_ctas(k, threads, 0, 0, max_dyn));
-    if (direct_ctas < 1) return Config{};
-    if (M <= direct_ctas * sm_count()) {
-      cfg.ctas_per_sm = direct_ctas;
-      *grid = M;
-      return cfg;
-    }
-    cfg.stages = resident_ctas(k, threads, 2 * size_t(row_bytes), 2, max_dyn) >= 1 ? 2 : 1;
-  }
+  if (cfg.stages == 0) cfg.stages = resident_ctas(k, threads, 2 * size_t(row_bytes), 2, max_dyn) >= 1 ? 2 : 1;
   ctas = std::min(ctas, resident_ctas(k, threads, size_t(cfg.stages) * row_bytes, cfg.stages, max_dyn));
   if (ctas < 1) return Config{};
   cfg.ctas_per_sm = ctas;

@@ -1,13 +1,16 @@
 // GEMM benchmark: cuBLAS bf16, cuBLASLt fp8 e4m3 (per-tensor scales) and int8, against our W8A8, W4A8 per-channel
 // and W4A8 g128, in one process, on Llama-3-8B linear shapes. Each entry: CUDA graph of 20 calls rotating through
 // enough weight/activation copies to defeat the 60 MB L2, 25 timed replays, the median per call.
-// Usage: bench_gemm [--csv FILE] [--quick]
+// Usage: bench_gemm [--csv FILE] [--quick] [--pdl]   (--pdl: our GEMMs launched with programmatic dependent launch)
+//        bench_gemm --one SHAPE:M:METHOD[,...] [--time]   (METHOD w8|pc|g128): one launch of each case and nothing
+//        else (for ncu -k regex:qgemm); --time also times each as the full benchmark does.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -198,17 +201,97 @@ struct Shape {
   int N, K;
 };
 
+// --one: each case's kernel launched once (so a profiler sees exactly these launches), optionally timed.
+int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
+  const Shape shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t end = spec.find(',', pos);
+    if (end == std::string::npos) end = spec.size();
+    const std::string item = spec.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t c1 = item.find(':'), c2 = item.rfind(':');
+    if (c1 == std::string::npos || c2 == c1) return std::fprintf(stderr, "bad --one item %s\n", item.c_str()), 1;
+    const std::string name = item.substr(0, c1), method = item.substr(c2 + 1);
+    const int M = std::atoi(item.substr(c1 + 1, c2 - c1 - 1).c_str());
+    const Shape* sh = nullptr;
+    for (const Shape& x : shapes)
+      if (name == x.name) sh = &x;
+    const cuda::WeightFormat f = method == "w8"    ? cuda::WeightFormat::kW8
+                                 : method == "g128" ? cuda::WeightFormat::kW4G128
+                                                    : cuda::WeightFormat::kW4PerChannel;
+    if (!sh || M < 1 || (method != "w8" && method != "g128" && method != "pc"))
+      return std::fprintf(stderr, "bad --one item %s\n", item.c_str()), 1;
+    const int N = sh->N, K = sh->K;
+    const size_t wb = cuda::packed_weight_bytes(f, N, K);
+    const int n_copies = time_it ? int(std::max<size_t>(2, (kRotateBytes + wb - 1) / wb)) : 1;
+    std::vector<std::unique_ptr<Buf>> set;
+    for (int i = 0; i < n_copies; ++i) set.push_back(std::make_unique<Buf>(wb));
+    if (f == cuda::WeightFormat::kW4G128) {  // valid group parameters through the repack
+      Buf q(size_t(N) * K / 2), gs(size_t(N) * K / 128), gz(size_t(N) * K / 128);
+      fill(q.p, size_t(N) * K / 2, Fill::kBytes, 7);
+      CK(cudaMemset(gs.p, 5, size_t(N) * K / 128));
+      CK(cudaMemset(gz.p, 7, size_t(N) * K / 128));
+      cuda::repack_w4_g128(q.as<uint8_t>(), gs.as<uint8_t>(), gz.as<uint8_t>(), N, K, set[0]->as<uint8_t>(), s);
+      CK(cudaStreamSynchronize(s));
+    } else {
+      fill(set[0]->p, wb, f == cuda::WeightFormat::kW8 ? Fill::kInt8 : Fill::kBytes, 5);
+    }
+    for (int i = 1; i < n_copies; ++i) CK(cudaMemcpy(set[i]->p, set[0]->p, wb, cudaMemcpyDeviceToDevice));
+    Buf scales(size_t(2) * N), zeros(N), a16(size_t(2) * M * K), codes(size_t(M) * K), asc(size_t(4) * M),
+        asum(size_t(4) * M), out(size_t(2) * M * N);
+    fill(scales.p, size_t(2) * N, Fill::kScales16, 7);
+    CK(cudaMemset(zeros.p, 3, N));
+    fill(a16.p, size_t(2) * M * K, Fill::kFp16, 9);
+    cuda::quantize_activations(a16.as<uint16_t>(), M, K, codes.as<int8_t>(), asc.as<float>(), asum.as<int32_t>(), s);
+    cuda::QuantLinear w;
+    w.format = f, w.N = N, w.K = K, w.scales = scales.as<uint16_t>();
+    w.zeros = f == cuda::WeightFormat::kW4PerChannel ? zeros.as<uint8_t>() : nullptr;
+    w.packed = set[0]->as<uint8_t>();
+    const size_t ws_bytes = cuda::gemm_workspace_bytes(w, M);
+    Buf ws(ws_bytes);
+    CK(cudaMemset(ws.p, 0, std::max<size_t>(ws_bytes, 16)));
+    cuda::GemmArgs args;
+    args.a = codes.as<int8_t>(), args.a_scales = asc.as<float>(), args.a_sums = asum.as<int32_t>();
+    args.M = M, args.out = out.p, args.workspace = ws.p, args.workspace_bytes = ws_bytes;
+    const cuda::GemmConfig c = cuda::choose_config(f, M, N, K);
+    cuda::gemm(w, args, s);
+    CK(cudaStreamSynchronize(s));
+    CK(cudaGetLastError());
+    std::printf("one %s M=%d %s: config tokens %d rows %d split %d", name.c_str(), M, method.c_str(), c.tokens,
+                64 * c.row_tiles * c.consumers, c.split_k);
+    if (time_it)
+      for (bool pdl : {false, true}) {
+        args.pdl = pdl;
+        const double us = time_us(s, [&](int i) {
+          w.packed = set[i % set.size()]->as<uint8_t>();
+          cuda::gemm(w, args, s);
+        });
+        const double wbytes = f == cuda::WeightFormat::kW8 ? 1.0 * N * K : 0.5 * N * K;
+        std::printf("  |%s %.2f us %.3f TB/s %.1f TOP/s", pdl ? " pdl" : "", us, wbytes / (us * 1e-6) / 1e12,
+                    2.0 * M * N * K / (us * 1e-6) / 1e12);
+      }
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string csv_path;
-  bool quick = false;
+  std::string one_spec;
+  bool quick = false, time_one = false, pdl = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    if (!std::strcmp(argv[i], "--one") && i + 1 < argc) one_spec = argv[++i];
     if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--time")) time_one = true;
+    if (!std::strcmp(argv[i], "--pdl")) pdl = true;
   }
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  if (!one_spec.empty()) return run_one(one_spec, time_one, s);
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   // Limits use the larger of this run's copy bandwidth and DESIGN §6's 4.24 TB/s, so a cold or slow copy path
@@ -343,6 +426,7 @@ int main(int argc, char** argv) {
         args.out = out.p;
         args.workspace = ws.p;
         args.workspace_bytes = ws_bytes;
+        args.pdl = pdl;
         t[3 + f] = time_us(s, [&](int i) {
           w.packed = set[i % set.size()]->as<uint8_t>();
           cuda::gemm(w, args, s);

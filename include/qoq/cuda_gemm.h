@@ -63,6 +63,10 @@ struct GemmArgs {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   const GemmConfig* config = nullptr;  // null: choose_config()
+  // Programmatic dependent launch: the GEMM may start while the previous kernel on the stream finishes, streaming
+  // its first weight tiles before waiting for that kernel's results. Only when the kernel just before on the stream
+  // does not write this layer's weights (e.g. not right after the repack).
+  bool pdl = false;
 };
 size_t gemm_workspace_bytes(const QuantLinear& w, int M, const GemmConfig* config = nullptr);
 

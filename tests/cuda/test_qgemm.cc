@@ -407,6 +407,56 @@ TEST(QGemm, BiasResidualBf16) {
   }
 }
 
+// Programmatic dependent launch: quantizer -> GEMM 1 -> GEMM 2 reading GEMM 1's output as its residual, both GEMMs
+// launched with pdl, back to back with no synchronization. GEMM 2 must see all of GEMM 1's output (poisoned before)
+// and GEMM 1 the quantizer's; the whole chain must equal the reference applied twice.
+TEST(QGemm, PdlChain) {
+  for (auto f : {WeightFormat::kW4PerChannel, WeightFormat::kW4G128, WeightFormat::kW8}) {
+    const int N = 1024, K = 1024;
+    const TestWeight t = make_weight(f, N, K, 80 + int(f));
+    DevWeight dw(t, true);
+    for (int M : {1, 16, 300}) {
+      SCOPED_TRACE(::testing::Message() << "format " << int(f) << " M=" << M);
+      const auto x = random_acts(M, K, 90 + M);
+      DevBuf<uint16_t> dx(x), out1(size_t(M) * N), out2(size_t(M) * N);
+      DevBuf<int8_t> codes(size_t(M) * K);
+      DevBuf<float> sc(M);
+      DevBuf<int32_t> sums(M);
+      codes.poison(), sc.poison(), sums.poison(), out1.poison(), out2.poison();
+      const size_t ws_bytes = cuda::gemm_workspace_bytes(dw.lin, M);
+      DevBuf<int32_t> ws(ws_bytes / 4 + 1);
+      CKV(cudaMemset(ws.p, 0, ws.n * sizeof(int32_t)));
+      CKV(cudaDeviceSynchronize());
+      cudaStream_t s;
+      CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      cuda::quantize_activations(dx.p, M, K, codes.p, sc.p, sums.p, s);
+      cuda::GemmArgs args;
+      args.a = codes.p, args.a_scales = sc.p, args.a_sums = sums.p, args.M = M, args.out = out1.p;
+      args.workspace = ws.p, args.workspace_bytes = ws_bytes, args.pdl = true;
+      dw.lin.bias = dw.bias.p;
+      cuda::gemm(dw.lin, args, s);
+      args.residual = out1.p, args.out = out2.p;
+      cuda::gemm(dw.lin, args, s);
+      CK(cudaStreamSynchronize(s));
+      CK(cudaGetLastError());
+      CK(cudaStreamDestroy(s));
+      const auto y2 = out2.download();
+      const auto a = ref_acts(x, M, K);
+      const auto acc = ref_acc(t, a);
+      const uint16_t* wsc = f == WeightFormat::kW4PerChannel ? t.pc.scales.data()
+                            : f == WeightFormat::kW4G128     ? t.g.scales.data()
+                                                             : t.w8.scales.data();
+      const uint8_t* z = f == WeightFormat::kW4PerChannel ? t.pc.zeros.data() : nullptr;
+      const auto e1 = ref::apply_epilogue(acc, a, wsc, z, N, t.bias.data(), nullptr, false);
+      const auto e2 = ref::apply_epilogue(acc, a, wsc, z, N, t.bias.data(), e1.data(), false);
+      size_t bad = 0;
+      for (size_t i = 0; i < e2.size(); ++i) bad += y2[i] != e2[i];
+      EXPECT_EQ(bad, 0u) << "mismatches among " << e2.size();
+      if (HasFailure()) return;
+    }
+  }
+}
+
 TEST(QGemm, RejectsUnsupportedShapes) {
   cuda::QuantLinear w;
   w.format = WeightFormat::kW4G128;

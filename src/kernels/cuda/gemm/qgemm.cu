@@ -47,8 +47,17 @@ void launch(const QuantLinear& w, const GemmArgs& args, QGemmParams p, int split
     QOQ_CUDA_CHECK(cudaFuncSetAttribute(qgemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   });
   const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
-  const dim3 grid((w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens), 1, splits);
-  qgemm_kernel<T><<<grid, T::kThreads, T::kSmemBytes, stream>>>(map, p);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3((w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens), 1, splits);
+  cfg.blockDim = dim3(T::kThreads);
+  cfg.dynamicSmemBytes = T::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = args.pdl ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  QOQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, qgemm_kernel<T>, map, p));
   QOQ_CUDA_CHECK_LAUNCH();
 }
 

@@ -137,26 +137,45 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
     ptx::fence_barrier_init();
   }
   __syncthreads();
+  // Programmatic dependent launch (GemmArgs::pdl): the next kernel on the stream may start filling SMs as ours
+  // drain; it waits (grid_dependency_wait) before touching anything we write.
+  ptx::launch_dependents();
 
   if (wg == T::kConsumers) {
     // Producer warpgroup: one thread issues every copy.
     if constexpr (T::kConsumers > 1) ptx::setmaxnreg_dec<40>();
     if (tid == 0) {
       const uint8_t* w_base = p.w + size_t(n_block) * T::kRowTiles * T::kConsumers * p.k_tiles * T::kWTileBytes;
-      for (int i = 0; i < nkt; ++i) {
-        const int s = i % T::kStages;
-        ptx::mbar_wait(&empty[s], ((i / T::kStages) & 1) ^ 1);
-        ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
-        ptx::tma_load_2d(act_smem + s * T::kActBytes, &act_map, (kt0 + i) * 128, m_block * T::kTokens, &full[s]);
+      auto load_weights = [&](int i, int s) {
 #pragma unroll
         for (int t = 0; t < T::kRowTiles * T::kConsumers; ++t)
           ptx::bulk_load(w_smem + s * T::kWBytes + t * T::kWTileBytes,
                          w_base + (size_t(t) * p.k_tiles + kt0 + i) * T::kWTileBytes, T::kWTileBytes, &full[s]);
+      };
+      // The weights are not written by the kernel before us (GemmArgs::pdl's contract): the first ring of weight
+      // tiles streams before the wait for the previous kernel, whose outputs (our activations) come after it.
+      const int pre = min(nkt, T::kStages);
+      for (int i = 0; i < pre; ++i) {
+        ptx::mbar_arrive_expect_tx(&full[i], T::kStageBytes);
+        load_weights(i, i);
+      }
+      ptx::grid_dependency_wait();
+      for (int i = 0; i < nkt; ++i) {
+        const int s = i % T::kStages;
+        if (i >= pre) {
+          ptx::mbar_wait(&empty[s], ((i / T::kStages) & 1) ^ 1);
+          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+          load_weights(i, s);
+        }
+        ptx::tma_load_2d(act_smem + s * T::kActBytes, &act_map, (kt0 + i) * 128, m_block * T::kTokens, &full[s]);
       }
     }
     return;
   }
 
+  // Consumers read the activation scales and sums, the workspace and the residual, and write the output: all
+  // after the previous kernel on the stream has finished.
+  ptx::grid_dependency_wait();
   if constexpr (T::kConsumers > 1) ptx::setmaxnreg_inc<232>();
   int32_t acc[T::kRowTiles][T::kTokens / 2];
 #pragma unroll

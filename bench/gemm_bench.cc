@@ -258,11 +258,16 @@ int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
     cuda::gemm(w, args, s);
     CK(cudaStreamSynchronize(s));
     CK(cudaGetLastError());
-    std::printf("one %s M=%d %s: config tokens %d rows %d split %d", name.c_str(), M, method.c_str(), c.tokens,
-                64 * c.row_tiles * c.consumers, c.split_k);
+    std::printf("one %s M=%d %s: config tokens %d rows %d split %d%s", name.c_str(), M, method.c_str(), c.tokens,
+                64 * c.row_tiles * c.consumers, c.split_k, c.persistent ? " persistent" : "");
+    cuda::GemmConfig legacy = c;  // a persistent dispatch is also timed as the non-persistent kernel
+    legacy.persistent = false;
     if (time_it)
-      for (bool pdl : {false, true}) {
+      for (int v = 0; v < (c.persistent ? 4 : 2); ++v) {
+        const bool pdl = v % 2 == 1;
         args.pdl = pdl;
+        args.config = v >= 2 ? &legacy : nullptr;
+        if (v == 2) std::printf("  || non-persistent");
         const double us = time_us(s, [&](int i) {
           w.packed = set[i % set.size()]->as<uint8_t>();
           cuda::gemm(w, args, s);

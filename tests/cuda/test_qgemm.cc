@@ -394,6 +394,27 @@ TEST(QGemm, EveryConfigAllFormats) {
   }
 }
 
+// The persistent kernel: one CTA per SM, or a few (max_ctas), so every CTA loops over several tiles with the ring
+// of stages running across tile boundaries; partial token blocks; bias, residual and bf16 through its epilogue.
+TEST(QGemm, PersistentConfigs) {
+  const int N = 512, K = 1024;
+  for (auto f : {WeightFormat::kW4PerChannel, WeightFormat::kW4G128, WeightFormat::kW8}) {
+    const TestWeight t = make_weight(f, N, K, 70 + int(f));
+    DevWeight dw(t, true);
+    for (int rt : {1, 2})
+      for (int cap : {0, 1, 3}) {
+        cuda::GemmConfig c{128, rt, 2, 1, true, cap};
+        ASSERT_TRUE(cuda::config_supported(f, c, N, K));
+        for (int M : {1, 5, 128, 131, 383, 700}) run_case(t, dw, {M, false, false, false, &c}, M + 11);
+        run_case(t, dw, {300, true, false, false, &c}, 301);
+        run_case(t, dw, {300, true, true, false, &c}, 302);
+        run_case(t, dw, {300, false, true, true, &c}, 303);
+        run_case(t, dw, {257, true, true, true, &c}, 304);
+        if (HasFailure()) return;
+      }
+  }
+}
+
 TEST(QGemm, BiasResidualBf16) {
   for (auto f : {WeightFormat::kW4PerChannel, WeightFormat::kW4G128, WeightFormat::kW8}) {
     const TestWeight t = make_weight(f, 1536, 1024, 60 + int(f));

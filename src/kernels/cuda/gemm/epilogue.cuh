@@ -24,6 +24,20 @@ __device__ __forceinline__ float out_to_float(uint16_t v, bool bf16) {
   return bf16 ? __bfloat162float(__ushort_as_bfloat16(v)) : __half2float(__ushort_as_half(v));
 }
 
+// One output before rounding: the DESIGN §3 order, each fp32 operation rounded once (ref::epilogue).
+__device__ __forceinline__ float epilogue_value(int32_t acc, float sa, int32_t asum, float sw, int32_t z, float bias,
+                                                float residual) {
+  const float v = __int2float_rn(acc - z * asum);
+  const float scale = __fmul_rn(sa, sw);
+  float y = __fmul_rn(scale, v);
+  y = __fadd_rn(y, bias);
+  return __fadd_rn(y, residual);
+}
+
+__device__ __forceinline__ uint16_t to_out(float y, bool bf16) {
+  return bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(y)) : __half_as_ushort(__float2half_rn(y));
+}
+
 __device__ __forceinline__ void epilogue8(const int32_t (&acc)[8], int m, int n0, const EpilogueParams& p) {
   const float sa = p.a_scales[m];
   const int32_t asum = p.zeros ? p.a_sums[m] : 0;
@@ -41,12 +55,10 @@ __device__ __forceinline__ void epilogue8(const int32_t (&acc)[8], int m, int n0
   uint16_t* o = reinterpret_cast<uint16_t*>(&o4);
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
-    const float v = __int2float_rn(acc[e] - int32_t(z[e]) * asum);
-    const float scale = __fmul_rn(sa, __half2float(__ushort_as_half(sw[e])));
-    float y = __fmul_rn(scale, v);
-    y = __fadd_rn(y, p.bias ? __half2float(__ushort_as_half(b[e])) : 0.f);
-    y = __fadd_rn(y, p.residual ? out_to_float(r[e], p.bf16) : 0.f);
-    o[e] = p.bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(y)) : __half_as_ushort(__float2half_rn(y));
+    const float y = epilogue_value(acc[e], sa, asum, __half2float(__ushort_as_half(sw[e])), int32_t(z[e]),
+                                   p.bias ? __half2float(__ushort_as_half(b[e])) : 0.f,
+                                   p.residual ? out_to_float(r[e], p.bf16) : 0.f);
+    o[e] = to_out(y, p.bf16);
   }
   *reinterpret_cast<uint4*>(p.out + size_t(m) * p.N + n0) = o4;
 }

@@ -93,4 +93,22 @@ __device__ __forceinline__ uint4 ld_shared_v4(const void* p) {
   return v;
 }
 
+__device__ __forceinline__ uint32_t ld_shared_u16(const void* p) {
+  uint16_t v;
+  asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(smem_u32(p)));
+  return v;
+}
+
+// Two 8x8 b16 matrices from the mma fragment layout to shared memory, transposed: the fragment's column c (held
+// by the lanes with 2 * (lane % 4) + k == c) becomes row c of matrix i, written at the address lane 8 i + c gives.
+__device__ __forceinline__ void stmatrix_x2_trans(const void* row_addr, uint32_t m0, uint32_t m1) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x2.trans.shared.b16 [%0], {%1, %2};" ::"r"(smem_u32(row_addr)), "r"(m0),
+               "r"(m1)
+               : "memory");
+}
+
+__device__ __forceinline__ void st_global_v4(void* p, uint4 v) {
+  asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
 }  // namespace qoq::cuda::ptx

@@ -4,7 +4,7 @@
 #include <mutex>
 
 #include "kernels/cuda/check.h"
-#include "kernels/cuda/gemm/qgemm_kernel.cuh"
+#include "kernels/cuda/gemm/qgemm_persistent.cuh"
 
 namespace qoq::cuda {
 namespace {
@@ -61,10 +61,51 @@ void launch(const QuantLinear& w, const GemmArgs& args, QGemmParams p, int split
   QOQ_CUDA_CHECK_LAUNCH();
 }
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    QOQ_CUDA_CHECK(cudaGetDevice(&dev));
+    QOQ_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
+// One CTA per SM (or c.max_ctas), each looping over output tiles.
+template <typename T>
+void launch_persistent(const GemmConfig& c, const QuantLinear& w, const GemmArgs& args, QGemmParams p,
+                       Stream stream) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    QOQ_CUDA_CHECK(cudaFuncSetAttribute(qgemm_persistent_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        T::kSmemBytes));
+  });
+  const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
+  const int tiles = (w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens);
+  const int cap = c.max_ctas > 0 ? c.max_ctas : sm_count();
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(tiles < cap ? tiles : cap);
+  cfg.blockDim = dim3(T::kThreads);
+  cfg.dynamicSmemBytes = T::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = args.pdl ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  QOQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, qgemm_persistent_kernel<T>, map, p));
+  QOQ_CUDA_CHECK_LAUNCH();
+}
+
 template <WeightFormat F>
 void launch_format(const GemmConfig& c, const QuantLinear& w, const GemmArgs& args, const QGemmParams& p, int splits,
                    Stream stream) {
   const int key = c.tokens * 100 + c.row_tiles * 10 + c.consumers;
+  if (c.persistent) {
+    if (key == 12812) return launch_persistent<PersistentTraits<F, 1, 2>>(c, w, args, p, stream);
+    if (key == 12822) return launch_persistent<PersistentTraits<F, 2, 2>>(c, w, args, p, stream);
+    QOQ_CUDA_REQUIRE(false, "quantized GEMM: no persistent kernel for this tile configuration");
+  }
   switch (key) {
     case 1611:
       return launch<QGemmTraits<F, 16, 1, 1>>(w, args, p, splits, stream);
@@ -94,7 +135,8 @@ bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K) {
   const bool known = key == 1611 || key == 1621 || key == 12811 || key == 12812 || key == 12822;
   const int rows = 64 * c.row_tiles * c.consumers;
   const int kmult = format == WeightFormat::kW4G128 ? 128 : 64;
-  return known && N > 0 && N % rows == 0 && K > 0 && K % kmult == 0 && c.split_k >= 1 &&
+  const bool persistent_ok = !c.persistent || ((key == 12812 || key == 12822) && c.split_k == 1);
+  return known && persistent_ok && N > 0 && N % rows == 0 && K > 0 && K % kmult == 0 && c.split_k >= 1 &&
          c.split_k <= layout::k_tiles(K);
 }
 
@@ -132,6 +174,8 @@ GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
   }
   const int ctas = (N / (64 * c.row_tiles * c.consumers)) * m_blocks;
   while (ctas * c.split_k < kSMs / 2 && kt / (c.split_k * 2) >= 4) c.split_k *= 2;
+  // Two consumers, no split: the persistent kernel (overlaps each tile's fill and epilogue with other work).
+  c.persistent = c.split_k == 1 && c.consumers == 2;
   return c;
 }
 

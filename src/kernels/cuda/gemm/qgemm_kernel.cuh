@@ -77,8 +77,10 @@ __device__ __forceinline__ void load_fragments(const uint8_t* tile, int tid, uin
     G128Consts lo_row{}, hi_row{};
     if constexpr (F == WeightFormat::kW4G128) {
       const int r = (tid / 32) * 16 + (tid % 32) / 4;  // row g of this warp; g + 8 is the high nibble
-      const uint16_t* gp = reinterpret_cast<const uint16_t*>(tile + layout::kW4CodeBytes);
-      const uint32_t p0 = gp[r], p1 = gp[r + 8];
+      // ld.shared explicitly: through a generic pointer the compiler emits generic LD.E loads (slower, and they
+      // head the dequantization's dependency chain).
+      const uint8_t* gp = tile + layout::kW4CodeBytes;
+      const uint32_t p0 = ptx::ld_shared_u16(gp + 2 * r), p1 = ptx::ld_shared_u16(gp + 2 * (r + 8));
       lo_row = g128_consts_zs2(p0 & 0xFFu, p0 >> 8);
       hi_row = g128_consts_zs2(p1 & 0xFFu, p1 >> 8);
     }

@@ -160,25 +160,33 @@ __global__ void __launch_bounds__(T::kThreads, 1)
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const int n = n0 + mi * 64 + 16 * warp + g + 8 * hi;
-        sw[mi][hi] = __half2float(__ushort_as_half(ep.w_scales[n]));
-        z[mi][hi] = ep.zeros ? int32_t(ep.zeros[n]) : 0;
-        bias[mi][hi] = ep.bias ? __half2float(__ushort_as_half(ep.bias[n])) : 0.f;
+        sw[mi][hi] = __half2float(__ushort_as_half(__ldg(ep.w_scales + n)));
+        z[mi][hi] = ep.zeros ? int32_t(__ldg(ep.zeros + n)) : 0;
+        bias[mi][hi] = ep.bias ? __half2float(__ushort_as_half(__ldg(ep.bias + n))) : 0.f;
       }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
+      // The per-token scales and sums of this thread's 16 tokens of the half, loads issued together (one latency;
+      // loaded one token group at a time they stalled the v3 epilogue on every use). A whole tile's would spill.
+      float sa_all[T::kEpiTokens / 8][2];
+      int32_t asum_all[T::kEpiTokens / 8][2];
+#pragma unroll
+      for (int jl = 0; jl < T::kEpiTokens / 8; ++jl)
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+          const int m = m_block * T::kTokens + half * T::kEpiTokens + 8 * jl + 2 * t + k;
+          const bool ok = m < p.M;
+          sa_all[jl][k] = ok ? __ldg(ep.a_scales + m) : 0.f;
+          asum_all[jl][k] = ok && ep.zeros ? __ldg(ep.a_sums + m) : 0;
+        }
 #pragma unroll
       for (int jl = 0; jl < T::kEpiTokens / 8; ++jl) {
         const int j = half * (T::kEpiTokens / 8) + jl;
-        float sa[2];
-        int32_t asum[2];
+        const float* sa = sa_all[jl];
+        const int32_t* asum = asum_all[jl];
         int m[2];
 #pragma unroll
-        for (int k = 0; k < 2; ++k) {
-          m[k] = m_block * T::kTokens + 8 * j + 2 * t + k;
-          const bool ok = m[k] < p.M;
-          sa[k] = ok ? ep.a_scales[m[k]] : 0.f;
-          asum[k] = ok && ep.zeros ? ep.a_sums[m[k]] : 0;
-        }
+        for (int k = 0; k < 2; ++k) m[k] = m_block * T::kTokens + 8 * j + 2 * t + k;
 #pragma unroll
         for (int mi = 0; mi < T::kRowTiles; ++mi) {
           uint32_t packed[2];

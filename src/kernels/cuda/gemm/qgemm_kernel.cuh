@@ -179,6 +179,22 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
   // after the previous kernel on the stream has finished.
   ptx::grid_dependency_wait();
   if constexpr (T::kConsumers > 1) ptx::setmaxnreg_inc<232>();
+
+  // Decode tiles: this thread's epilogue operands (scales, zeros, bias of its 8-channel chunks; its tokens' scale
+  // and sum) are loaded now, so their latency (first touch of per-channel data: HBM) hides behind the main loop
+  // instead of following it. The epilogue loops below visit chunk c = threadIdx.x + i * kEpiStride.
+  constexpr int kEpiChunks = T::kTokens * (T::kRows / 8), kEpiStride = 128 * T::kConsumers;
+  constexpr bool kPrefetch = T::kTokens == 16;
+  constexpr int kEpiIters = kPrefetch ? (kEpiChunks + kEpiStride - 1) / kEpiStride : 1;
+  Epi8In pre[kEpiIters];
+  if constexpr (kPrefetch) {
+#pragma unroll
+    for (int i = 0; i < kEpiIters; ++i) {
+      const int c = threadIdx.x + i * kEpiStride, tok = c / (T::kRows / 8), r8 = c % (T::kRows / 8);
+      const int m = m_block * T::kTokens + tok;
+      if (c < kEpiChunks && m < p.M) pre[i] = epilogue8_load(m, n_block * T::kRows + r8 * 8, p.epi);
+    }
+  }
   int32_t acc[T::kRowTiles][T::kTokens / 2];
 #pragma unroll
   for (int mi = 0; mi < T::kRowTiles; ++mi)
@@ -233,14 +249,21 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
     if (!*last) return;
     __threadfence();
     constexpr int kChunks = T::kRows / 8;
-    for (int c = threadIdx.x; c < T::kTokens * kChunks; c += 128 * T::kConsumers) {
+    auto reduce_chunk = [&](int c, const Epi8In* q) {
       const int m = m_block * T::kTokens + c / kChunks, n0 = n_block * T::kRows + (c % kChunks) * 8;
-      if (m >= p.M) continue;
+      if (m >= p.M) return;
       int4* src = reinterpret_cast<int4*>(p.workspace + size_t(m) * p.N + n0);
       const int4 v0 = __ldcg(src), v1 = __ldcg(src + 1);  // from L2, where the atomics landed
       const int32_t vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-      epilogue8(vals, m, n0, p.epi);
+      epilogue8(vals, m, n0, q ? *q : epilogue8_load(m, n0, p.epi), p.epi);
       src[0] = src[1] = make_int4(0, 0, 0, 0);
+    };
+    if constexpr (kPrefetch) {
+#pragma unroll
+      for (int i = 0; i < kEpiIters; ++i)
+        if (threadIdx.x + i * kEpiStride < kEpiChunks) reduce_chunk(threadIdx.x + i * kEpiStride, &pre[i]);
+    } else {
+      for (int c = threadIdx.x; c < kEpiChunks; c += kEpiStride) reduce_chunk(c, nullptr);
     }
     if (threadIdx.x == 0) *counter = 0;
     return;
@@ -261,14 +284,21 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
       }
   ptx::named_barrier(1, 128 * T::kConsumers);
   constexpr int kChunksPerToken = T::kRows / 8;
-  for (int c = threadIdx.x; c < T::kTokens * kChunksPerToken; c += 128 * T::kConsumers) {
+  auto write_chunk = [&](int c, const Epi8In* q) {
     const int tok = c / kChunksPerToken, r8 = c % kChunksPerToken;
-    const int m = m_block * T::kTokens + tok;
-    if (m >= p.M) continue;
+    const int m = m_block * T::kTokens + tok, n0 = n_block * T::kRows + r8 * 8;
+    if (m >= p.M) return;
     const int32_t* src = epi + tok * T::kEpiPitch + r8 * 8;
     const int4 v0 = *reinterpret_cast<const int4*>(src), v1 = *reinterpret_cast<const int4*>(src + 4);
     const int32_t vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-    epilogue8(vals, m, n_block * T::kRows + r8 * 8, p.epi);
+    epilogue8(vals, m, n0, q ? *q : epilogue8_load(m, n0, p.epi), p.epi);
+  };
+  if constexpr (kPrefetch) {
+#pragma unroll
+    for (int i = 0; i < kEpiIters; ++i)
+      if (threadIdx.x + i * kEpiStride < kEpiChunks) write_chunk(threadIdx.x + i * kEpiStride, &pre[i]);
+  } else {
+    for (int c = threadIdx.x; c < kEpiChunks; c += kEpiStride) write_chunk(c, nullptr);
   }
 }
 

@@ -123,6 +123,19 @@ __global__ void __launch_bounds__(T::kThreads, 1)
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     int n_block, m_block;
     detail::tile_coords(tile, n_blocks, m_blocks, n_block, m_block);
+    // This tile's per-channel epilogue operands, loaded before its main loop (first touch: HBM latency).
+    const int n0 = n_block * T::kRows + wg * T::kRowTiles * 64;  // this warpgroup's first channel
+    float sw[T::kRowTiles][2], bias[T::kRowTiles][2];
+    int32_t z[T::kRowTiles][2];
+#pragma unroll
+    for (int mi = 0; mi < T::kRowTiles; ++mi)
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) {
+        const int n = n0 + mi * 64 + 16 * warp + g + 8 * hi;
+        sw[mi][hi] = __half2float(__ushort_as_half(__ldg(ep.w_scales + n)));
+        z[mi][hi] = ep.zeros ? int32_t(__ldg(ep.zeros + n)) : 0;
+        bias[mi][hi] = ep.bias ? __half2float(__ushort_as_half(__ldg(ep.bias + n))) : 0.f;
+      }
     int32_t acc[T::kRowTiles][T::kTokens / 2];
 #pragma unroll
     for (int mi = 0; mi < T::kRowTiles; ++mi)
@@ -152,18 +165,6 @@ __global__ void __launch_bounds__(T::kThreads, 1)
 
     // Epilogue of this warpgroup's 64 * kRowTiles channels. Accumulator acc[mi][4j + e]: channel
     // mi * 64 + 16 * warp + g + 8 * (e >> 1) of this warpgroup, token 8j + 2t + (e & 1) of the tile.
-    const int n0 = n_block * T::kRows + wg * T::kRowTiles * 64;
-    float sw[T::kRowTiles][2], bias[T::kRowTiles][2];
-    int32_t z[T::kRowTiles][2];
-#pragma unroll
-    for (int mi = 0; mi < T::kRowTiles; ++mi)
-#pragma unroll
-      for (int hi = 0; hi < 2; ++hi) {
-        const int n = n0 + mi * 64 + 16 * warp + g + 8 * hi;
-        sw[mi][hi] = __half2float(__ushort_as_half(__ldg(ep.w_scales + n)));
-        z[mi][hi] = ep.zeros ? int32_t(__ldg(ep.zeros + n)) : 0;
-        bias[mi][hi] = ep.bias ? __half2float(__ushort_as_half(__ldg(ep.bias + n))) : 0.f;
-      }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       // The per-token scales and sums of this thread's 16 tokens of the half, loads issued together (one latency;

@@ -1,7 +1,8 @@
 // GEMM benchmark: cuBLAS bf16, cuBLASLt fp8 e4m3 (per-tensor scales) and int8, against our W8A8, W4A8 per-channel
 // and W4A8 g128, in one process, on Llama-3-8B linear shapes. Each entry: CUDA graph of 20 calls rotating through
 // enough weight/activation copies to defeat the 60 MB L2, 25 timed replays, the median per call.
-// Usage: bench_gemm [--csv FILE] [--quick] [--pdl]   (--pdl: our GEMMs launched with programmatic dependent launch)
+// Usage: bench_gemm [--csv FILE] [--quick] [--no-pdl]   (our GEMMs are timed without and, unless --no-pdl, with
+//        programmatic dependent launch: "+P" columns)
 //        bench_gemm --one SHAPE:M:METHOD[,...] [--time]   (METHOD w8|pc|g128): one launch of each case and nothing
 //        else (for ncu -k regex:qgemm); --time also times each as the full benchmark does.
 #include <cublasLt.h>
@@ -286,13 +287,13 @@ int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
 int main(int argc, char** argv) {
   std::string csv_path;
   std::string one_spec;
-  bool quick = false, time_one = false, pdl = false;
+  bool quick = false, time_one = false, pdl = true;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
     if (!std::strcmp(argv[i], "--one") && i + 1 < argc) one_spec = argv[++i];
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--time")) time_one = true;
-    if (!std::strcmp(argv[i], "--pdl")) pdl = true;
+    if (!std::strcmp(argv[i], "--no-pdl")) pdl = false;
   }
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -324,8 +325,9 @@ int main(int argc, char** argv) {
   const float f1 = 1.0f;
   CK(cudaMemcpy(one.p, &f1, 4, cudaMemcpyHostToDevice));
 
-  std::printf("\n%-8s %5s | %8s %8s %8s | %8s %8s %8s | %7s %7s %6s %6s | %6s %6s\n", "shape", "M", "bf16", "fp8",
-              "int8", "W8A8", "W4pc", "W4g128", "W4pcTB", "W4pcTOP", "vsBest", "frLim", "g/pc", "pc/w8");
+  std::printf("\n%-8s %5s | %8s %8s %8s | %8s %8s %8s | %8s %8s %8s | %6s %6s %7s %6s %6s | %5s %5s %5s %5s\n",
+              "shape", "M", "bf16", "fp8", "int8", "W8A8", "W4pc", "W4g128", "W8A8+P", "W4pc+P", "g128+P", "pcTB",
+              "pcTB+P", "pcTOP", "vsBest", "frLim", "g/pc", "g/pcP", "pc/w8", "w8P");
   for (const Shape& sh : shapes) {
     const int N = sh.N, K = sh.K;
     const int maxM = Ms.back();
@@ -387,7 +389,7 @@ int main(int argc, char** argv) {
 
     for (int M : Ms) {
       const double ops = 2.0 * M * N * K;
-      double t[6] = {0, 0, 0, 0, 0, 0};
+      double t[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};  // cuBLAS x3, ours x3, ours with PDL x3
       // cuBLAS bf16.
       {
         const float alpha = 1.f, beta = 0.f;
@@ -412,14 +414,14 @@ int main(int argc, char** argv) {
       // Ours.
       const cuda::WeightFormat fmts[3] = {cuda::WeightFormat::kW8, cuda::WeightFormat::kW4PerChannel,
                                           cuda::WeightFormat::kW4G128};
-      for (int f = 0; f < 3; ++f) {
+      for (int f = 0; f < (pdl ? 6 : 3); ++f) {
         cuda::QuantLinear w;
-        w.format = fmts[f];
+        w.format = fmts[f % 3];
         w.N = N;
         w.K = K;
         w.scales = scales.as<uint16_t>();
-        w.zeros = fmts[f] == cuda::WeightFormat::kW4PerChannel ? zeros.as<uint8_t>() : nullptr;
-        auto& set = f == 0 ? ww8 : f == 1 ? ww4 : ww4g;
+        w.zeros = fmts[f % 3] == cuda::WeightFormat::kW4PerChannel ? zeros.as<uint8_t>() : nullptr;
+        auto& set = f % 3 == 0 ? ww8 : f % 3 == 1 ? ww4 : ww4g;
         const size_t ws_bytes = cuda::gemm_workspace_bytes(w, M);
         Buf ws(ws_bytes);
         CK(cudaMemset(ws.p, 0, std::max<size_t>(ws_bytes, 16)));
@@ -431,7 +433,7 @@ int main(int argc, char** argv) {
         args.out = out.p;
         args.workspace = ws.p;
         args.workspace_bytes = ws_bytes;
-        args.pdl = pdl;
+        args.pdl = f >= 3;
         t[3 + f] = time_us(s, [&](int i) {
           w.packed = set[i % set.size()]->as<uint8_t>();
           cuda::gemm(w, args, s);
@@ -445,21 +447,28 @@ int main(int argc, char** argv) {
         const double bytes = wbytes + elem_a * M * K + elem_o * M * N;
         return std::max(bytes / (bw * 1e12) * 1e6, ops / (peak_tops * 1e12) * 1e6);
       };
-      const double lim[6] = {
+      const double lim[9] = {
           limit_us(2.0 * N * K, 2, 2, kInt8PeakTops / 2), limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
           limit_us(1.0 * N * K, 1, 4, kInt8PeakTops),     limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
-          limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops)};
-      const double wbytes[6] = {2.0 * N * K, 1.0 * N * K, 1.0 * N * K, 1.0 * N * K, 0.5 * N * K, 0.5 * N * K};
-      const char* names[6] = {"cublas_bf16", "cublaslt_fp8", "cublaslt_int8",
-                              "qoq_w8a8",    "qoq_w4a8_pc",  "qoq_w4a8_g128"};
-      for (int j = 0; j < 6; ++j)
+          limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),
+          limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),
+          limit_us(0.5 * N * K, 1, 2, kInt8PeakTops)};
+      const double wbytes[9] = {2.0 * N * K, 1.0 * N * K, 1.0 * N * K, 1.0 * N * K, 0.5 * N * K,
+                                0.5 * N * K, 1.0 * N * K, 0.5 * N * K, 0.5 * N * K};
+      const char* names[9] = {"cublas_bf16",  "cublaslt_fp8",    "cublaslt_int8",      "qoq_w8a8",          "qoq_w4a8_pc",
+                              "qoq_w4a8_g128", "qoq_w8a8_pdl", "qoq_w4a8_pc_pdl", "qoq_w4a8_g128_pdl"};
+      for (int j = 0; j < 9; ++j)
         if (csv && t[j] > 0)
           std::fprintf(csv, "%s,%d,%d,%d,%s,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,%.3f\n", sh.name, N, K, M, names[j], t[j],
                        ops / (t[j] * 1e-6) / 1e12, wbytes[j] / (t[j] * 1e-6) / 1e12, lim[j], lim[j] / t[j], best_cublas,
                        best_cublas / t[j]);
-      std::printf("%-8s %5d | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %7.2f %7.0f %6.2f %6.2f | %6.2f %6.2f\n", sh.name,
-                  M, t[0], t[1], t[2], t[3], t[4], t[5], wbytes[4] / (t[4] * 1e-6) / 1e12, ops / (t[4] * 1e-6) / 1e12,
-                  best_cublas / t[4], lim[4] / t[4], t[5] / t[4], t[4] / t[3]);
+      auto ratio = [](double a, double b) { return a > 0 && b > 0 ? a / b : 0.0; };
+      std::printf(
+          "%-8s %5d | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %6.2f %6.2f %7.0f %6.2f %6.2f | %5.2f %5.2f "
+          "%5.2f %5.2f\n",
+          sh.name, M, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], wbytes[4] / (t[4] * 1e-6) / 1e12,
+          t[7] > 0 ? wbytes[7] / (t[7] * 1e-6) / 1e12 : 0.0, ops / (t[4] * 1e-6) / 1e12, best_cublas / t[4],
+          lim[4] / t[4], ratio(t[5], t[4]), ratio(t[8], t[7]), ratio(t[4], t[3]), ratio(t[7], t[6]));
       std::fflush(stdout);
     }
   }

@@ -118,9 +118,12 @@ TEST(QGemmRef, ByteTrickEqualsPlainFormulaExhaustively) {
           const uint32_t qs[4] = {valid[i0], valid[i1], valid[(i0 + i1) % n], valid[(n - 1 - i0)]};
           const uint32_t word = qs[0] | qs[1] << 8 | qs[2] << 16 | qs[3] << 24;
           const uint32_t r = cuda::g128_dequant(word, c);
-          for (int b = 0; b < 4; ++b)
+          const uint32_t rb = cuda::g128_dequant_biased(word, c);  // the kernels' form: unsigned w8 + 128
+          for (int b = 0; b < 4; ++b) {
             ASSERT_EQ(int(int8_t(r >> (8 * b))), int(s2) * (int(qs[b]) - int(z)))
                 << "s2=" << s2 << " z=" << z << " q=" << qs[b] << " lane " << b;
+            ASSERT_EQ(int((rb >> (8 * b)) & 0xFF), int(s2) * (int(qs[b]) - int(z)) + 128) << "biased, lane " << b;
+          }
         }
     }
 }

@@ -55,7 +55,7 @@ bool config_supported(WeightFormat format, const GemmConfig& c, int N, int K);
 struct GemmArgs {
   const int8_t* a = nullptr;        // [M, K] codes
   const float* a_scales = nullptr;  // [M]
-  const int32_t* a_sums = nullptr;  // [M], read by the per-channel format
+  const int32_t* a_sums = nullptr;  // [M], read by the per-channel and g128 formats
   int M = 0;
   const uint16_t* residual = nullptr;  // [M, N] in the output dtype, or null
   void* out = nullptr;                 // [M, N] fp16 (or bf16 with out_bf16)

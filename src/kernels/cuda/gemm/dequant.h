@@ -35,5 +35,9 @@ QOQ_HD G128Consts g128_consts(uint32_t s2, uint32_t z) { return g128_consts_zs2(
 // Four codes (one per byte, 0..15) -> four int8 weights s2*(q - z): one multiply-add gives w8 + 128 in each byte
 // (q*s2 <= 240 never carries), and flipping each byte's top bit maps w8 + 128 to the int8 bits of w8.
 QOQ_HD uint32_t g128_dequant(uint32_t codes, const G128Consts& k) { return (codes * k.s2 + k.c) ^ 0x80808080u; }
+// The same weights biased by 128 (each byte w8 + 128 in [1, 255]): what the kernels feed to the unsigned-A wgmma
+// (u8 x s8). The accumulator then holds acc + 128 * sum(a), which the epilogue removes with the activation row sum
+// like a per-channel zero of 128: one instruction per four weights fewer than g128_dequant.
+QOQ_HD uint32_t g128_dequant_biased(uint32_t codes, const G128Consts& k) { return codes * k.s2 + k.c; }
 
 }  // namespace qoq::cuda

@@ -12,7 +12,8 @@ struct EpilogueParams {
   const float* a_scales;     // [M]
   const int32_t* a_sums;     // [M]
   const uint16_t* w_scales;  // fp16 [N]
-  const uint8_t* zeros;      // [N] or null
+  const uint8_t* zeros;      // [N] or null: then every channel's zero is zconst
+  int32_t zconst;            // 128 for g128 (its weights reach the tensor cores as w8 + 128), else 0
   const uint16_t* bias;      // fp16 [N] or null
   const uint16_t* residual;  // [M, N] output dtype, or null
   uint16_t* out;             // [M, N]
@@ -50,7 +51,7 @@ struct Epi8In {
 __device__ __forceinline__ Epi8In epilogue8_load(int m, int n0, const EpilogueParams& p) {
   Epi8In q;
   q.sa = p.a_scales[m];
-  q.asum = p.zeros ? p.a_sums[m] : 0;
+  q.asum = p.zeros || p.zconst ? p.a_sums[m] : 0;
   q.sw = *reinterpret_cast<const uint4*>(p.w_scales + n0);
   if (p.zeros) q.z = *reinterpret_cast<const uint2*>(p.zeros + n0);
   if (p.bias) q.b = *reinterpret_cast<const uint4*>(p.bias + n0);
@@ -69,7 +70,8 @@ __device__ __forceinline__ void epilogue8(const int32_t (&acc)[8], int m, int n0
   uint16_t* o = reinterpret_cast<uint16_t*>(&o4);
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
-    const float y = epilogue_value(acc[e], q.sa, q.asum, __half2float(__ushort_as_half(sw[e])), int32_t(z[e]),
+    const float y = epilogue_value(acc[e], q.sa, q.asum, __half2float(__ushort_as_half(sw[e])),
+                                   p.zeros ? int32_t(z[e]) : p.zconst,
                                    p.bias ? __half2float(__ushort_as_half(b[e])) : 0.f,
                                    p.residual ? out_to_float(r[e], p.bf16) : 0.f);
     o[e] = to_out(y, p.bf16);

@@ -194,6 +194,7 @@ void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
                    "quantized GEMM: unsupported shape (N % 64, K % 64, g128 K % 128) or tile configuration");
   QOQ_CUDA_REQUIRE(w.format != WeightFormat::kW4PerChannel || (w.zeros && args.a_sums),
                    "quantized GEMM: per-channel W4 needs zeros and activation sums");
+  QOQ_CUDA_REQUIRE(w.format != WeightFormat::kW4G128 || args.a_sums, "quantized GEMM: g128 needs activation sums");
   const int splits = splits_of(c, w.K);
   QGemmParams p{};
   p.w = w.packed;
@@ -205,6 +206,7 @@ void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
            args.a_sums,
            w.scales,
            w.format == WeightFormat::kW4PerChannel ? w.zeros : nullptr,
+           w.format == WeightFormat::kW4G128 ? 128 : 0,
            w.bias,
            args.residual,
            static_cast<uint16_t*>(args.out),

@@ -65,6 +65,10 @@ struct QGemmParams {
 namespace detail {
 
 // Dequantizes one stage's A fragments of one 64-row tile: a[step][reg] for the 4 k32 steps of the k-tile.
+// g128 weights reach the tensor cores biased by 128 (unsigned bytes); the epilogue subtracts 128 * sum(a).
+template <WeightFormat F>
+constexpr bool kUnsignedA = F == WeightFormat::kW4G128;
+
 template <WeightFormat F>
 __device__ __forceinline__ void load_fragments(const uint8_t* tile, int tid, uint32_t (&a)[4][4]) {
   if constexpr (F == WeightFormat::kW8) {
@@ -95,11 +99,11 @@ __device__ __forceinline__ void load_fragments(const uint8_t* tile, int tid, uin
         r[1] = high_nibbles(x[2 * s]);
         r[2] = low_nibbles(x[2 * s + 1]);
         r[3] = high_nibbles(x[2 * s + 1]);
-        if constexpr (F == WeightFormat::kW4G128) {
-          r[0] = g128_dequant(r[0], lo_row);
-          r[1] = g128_dequant(r[1], hi_row);
-          r[2] = g128_dequant(r[2], lo_row);
-          r[3] = g128_dequant(r[3], hi_row);
+        if constexpr (F == WeightFormat::kW4G128) {  // w8 + 128: the unsigned-A wgmma (kUnsignedA below)
+          r[0] = g128_dequant_biased(r[0], lo_row);
+          r[1] = g128_dequant_biased(r[1], hi_row);
+          r[2] = g128_dequant_biased(r[2], lo_row);
+          r[3] = g128_dequant_biased(r[3], hi_row);
         }
       }
     }
@@ -219,7 +223,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
     for (int step = 0; step < 4; ++step)
 #pragma unroll
       for (int mi = 0; mi < T::kRowTiles; ++mi)
-        ptx::WgmmaRS<T::kTokens>::mma(acc[mi], a[mi][step], desc + uint64_t(step * 32 >> 4));
+        ptx::WgmmaRS<T::kTokens, detail::kUnsignedA<T::kFormat>>::mma(acc[mi], a[mi][step],
+                                                                       desc + uint64_t(step * 32 >> 4));
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     if (tid == 0) ptx::mbar_arrive(&empty[s]);  // this stage's tiles are fully consumed

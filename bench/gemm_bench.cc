@@ -211,24 +211,39 @@ int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
     if (end == std::string::npos) end = spec.size();
     const std::string item = spec.substr(pos, end - pos);
     pos = end + 1;
-    const size_t c1 = item.find(':'), c2 = item.rfind(':');
-    if (c1 == std::string::npos || c2 == c1) return std::fprintf(stderr, "bad --one item %s\n", item.c_str()), 1;
-    const std::string name = item.substr(0, c1), method = item.substr(c2 + 1);
-    const int M = std::atoi(item.substr(c1 + 1, c2 - c1 - 1).c_str());
+    // SHAPE:M:METHOD[:TxRxC[sS]] (optional forced tile: tokens x row tiles x consumers, split S; two consumers
+    // without split run persistent)
+    std::vector<std::string> f;
+    for (size_t a = 0, b; a <= item.size(); a = b + 1) {
+      b = item.find(':', a);
+      if (b == std::string::npos) b = item.size();
+      f.push_back(item.substr(a, b - a));
+    }
+    if (f.size() < 3) return std::fprintf(stderr, "bad --one item %s\n", item.c_str()), 1;
+    const std::string name = f[0], method = f[2];
+    const int M = std::atoi(f[1].c_str());
+    cuda::GemmConfig forced{};
+    if (f.size() > 3) {
+      int sp = 1;
+      if (std::sscanf(f[3].c_str(), "%dx%dx%ds%d", &forced.tokens, &forced.row_tiles, &forced.consumers, &sp) < 3)
+        return std::fprintf(stderr, "bad config in %s\n", item.c_str()), 1;
+      forced.split_k = sp;
+      forced.persistent = forced.consumers == 2 && sp == 1 && forced.tokens == 128;
+    }
     const Shape* sh = nullptr;
     for (const Shape& x : shapes)
       if (name == x.name) sh = &x;
-    const cuda::WeightFormat f = method == "w8"    ? cuda::WeightFormat::kW8
-                                 : method == "g128" ? cuda::WeightFormat::kW4G128
-                                                    : cuda::WeightFormat::kW4PerChannel;
+    const cuda::WeightFormat fmt = method == "w8"    ? cuda::WeightFormat::kW8
+                                   : method == "g128" ? cuda::WeightFormat::kW4G128
+                                                      : cuda::WeightFormat::kW4PerChannel;
     if (!sh || M < 1 || (method != "w8" && method != "g128" && method != "pc"))
       return std::fprintf(stderr, "bad --one item %s\n", item.c_str()), 1;
     const int N = sh->N, K = sh->K;
-    const size_t wb = cuda::packed_weight_bytes(f, N, K);
+    const size_t wb = cuda::packed_weight_bytes(fmt, N, K);
     const int n_copies = time_it ? int(std::max<size_t>(2, (kRotateBytes + wb - 1) / wb)) : 1;
     std::vector<std::unique_ptr<Buf>> set;
     for (int i = 0; i < n_copies; ++i) set.push_back(std::make_unique<Buf>(wb));
-    if (f == cuda::WeightFormat::kW4G128) {  // valid group parameters through the repack
+    if (fmt == cuda::WeightFormat::kW4G128) {  // valid group parameters through the repack
       Buf q(size_t(N) * K / 2), gs(size_t(N) * K / 128), gz(size_t(N) * K / 128);
       fill(q.p, size_t(N) * K / 2, Fill::kBytes, 7);
       CK(cudaMemset(gs.p, 5, size_t(N) * K / 128));
@@ -236,7 +251,7 @@ int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
       cuda::repack_w4_g128(q.as<uint8_t>(), gs.as<uint8_t>(), gz.as<uint8_t>(), N, K, set[0]->as<uint8_t>(), s);
       CK(cudaStreamSynchronize(s));
     } else {
-      fill(set[0]->p, wb, f == cuda::WeightFormat::kW8 ? Fill::kInt8 : Fill::kBytes, 5);
+      fill(set[0]->p, wb, fmt == cuda::WeightFormat::kW8 ? Fill::kInt8 : Fill::kBytes, 5);
     }
     for (int i = 1; i < n_copies; ++i) CK(cudaMemcpy(set[i]->p, set[0]->p, wb, cudaMemcpyDeviceToDevice));
     Buf scales(size_t(2) * N), zeros(N), a16(size_t(2) * M * K), codes(size_t(M) * K), asc(size_t(4) * M),
@@ -246,16 +261,17 @@ int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
     fill(a16.p, size_t(2) * M * K, Fill::kFp16, 9);
     cuda::quantize_activations(a16.as<uint16_t>(), M, K, codes.as<int8_t>(), asc.as<float>(), asum.as<int32_t>(), s);
     cuda::QuantLinear w;
-    w.format = f, w.N = N, w.K = K, w.scales = scales.as<uint16_t>();
-    w.zeros = f == cuda::WeightFormat::kW4PerChannel ? zeros.as<uint8_t>() : nullptr;
+    w.format = fmt, w.N = N, w.K = K, w.scales = scales.as<uint16_t>();
+    w.zeros = fmt == cuda::WeightFormat::kW4PerChannel ? zeros.as<uint8_t>() : nullptr;
     w.packed = set[0]->as<uint8_t>();
-    const size_t ws_bytes = cuda::gemm_workspace_bytes(w, M);
+    const cuda::GemmConfig c = forced.tokens ? forced : cuda::choose_config(fmt, M, N, K);
+    const size_t ws_bytes = cuda::gemm_workspace_bytes(w, M, &c);
     Buf ws(ws_bytes);
     CK(cudaMemset(ws.p, 0, std::max<size_t>(ws_bytes, 16)));
     cuda::GemmArgs args;
     args.a = codes.as<int8_t>(), args.a_scales = asc.as<float>(), args.a_sums = asum.as<int32_t>();
     args.M = M, args.out = out.p, args.workspace = ws.p, args.workspace_bytes = ws_bytes;
-    const cuda::GemmConfig c = cuda::choose_config(f, M, N, K);
+    args.config = &c;
     cuda::gemm(w, args, s);
     CK(cudaStreamSynchronize(s));
     CK(cudaGetLastError());
@@ -267,13 +283,13 @@ int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
       for (int v = 0; v < (c.persistent ? 4 : 2); ++v) {
         const bool pdl = v % 2 == 1;
         args.pdl = pdl;
-        args.config = v >= 2 ? &legacy : nullptr;
+        args.config = v >= 2 ? &legacy : &c;
         if (v == 2) std::printf("  || non-persistent");
         const double us = time_us(s, [&](int i) {
           w.packed = set[i % set.size()]->as<uint8_t>();
           cuda::gemm(w, args, s);
         });
-        const double wbytes = f == cuda::WeightFormat::kW8 ? 1.0 * N * K : 0.5 * N * K;
+        const double wbytes = fmt == cuda::WeightFormat::kW8 ? 1.0 * N * K : 0.5 * N * K;
         std::printf("  |%s %.2f us %.3f TB/s %.1f TOP/s", pdl ? " pdl" : "", us, wbytes / (us * 1e-6) / 1e12,
                     2.0 * M * N * K / (us * 1e-6) / 1e12);
       }

@@ -202,6 +202,7 @@ void gemm(const QuantLinear& w, const GemmArgs& args, Stream stream) {
   p.N = w.N;
   p.k_tiles = layout::k_tiles(w.K);
   p.k_tiles_split = (p.k_tiles + splits - 1) / splits;
+  p.pdl = args.pdl ? 1 : 0;
   p.epi = {args.a_scales,
            args.a_sums,
            w.scales,

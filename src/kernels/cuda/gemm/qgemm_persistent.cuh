@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(T::kThreads, 1)
       // As in qgemm_kernel: the first tile's first ring of weights before waiting for the previous kernel (PDL).
       int n_block, m_block;
       detail::tile_coords(blockIdx.x, n_blocks, m_blocks, n_block, m_block);
-      const int pre = min(p.k_tiles, T::kStages);
+      const int pre = p.pdl ? min(p.k_tiles, T::kStages) : 0;
       for (int i = 0; i < pre; ++i) {
         ptx::mbar_arrive_expect_tx(&full[i], T::kStageBytes);
         load_weights(w_base(n_block), i, i);
@@ -180,9 +180,9 @@ __global__ void __launch_bounds__(T::kThreads, 1)
           if (it >= pre) {
             ptx::mbar_wait(&empty[s], ((it / T::kStages) & 1) ^ 1);
             ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
-            load_weights(base, kt, s);
           }
           ptx::tma_load_2d(act_smem + s * T::kActBytes, &act_map, kt * 128, m_block * T::kTokens, &full[s]);
+          if (it >= pre) load_weights(base, kt, s);
         }
       }
     }

@@ -161,11 +161,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
           ptx::bulk_load(w_smem + s * T::kWBytes + t * T::kWTileBytes,
                          w_base + (size_t(t) * p.k_tiles + kt0 + i) * T::kWTileBytes, T::kWTileBytes, &full[s]);
       };
-      // With PDL the weights are not written by the kernel before us (GemmArgs::pdl's contract): the first ring of
-      // weight tiles streams before the wait for the previous kernel, whose outputs (our activations) come after
-      // it. Without PDL each stage's activation tile is issued first: queued behind a whole ring of weights, short
-      // split-K CTAs lost their load/compute overlap (qkv M=1 split 4: 7.8 -> 9.8 us in round 3).
-      const int pre = p.pdl ? min(nkt, T::kStages) : 0;
+      // Decode tiles with PDL: the weights are not written by the kernel before us (GemmArgs::pdl's contract), so
+      // the first ring of weight tiles streams before the wait for the previous kernel, whose outputs (our
+      // activations) come after it (gate_up M=1: -3 us). Otherwise each stage's activation tile is issued first:
+      // queued behind a whole ring of weights, split-K and 128-token CTAs lost their load/compute overlap (qkv M=1
+      // split 4: 7.8 -> 9.8 us, qkv M=64 with PDL 14.5 -> 18.7 us in rounds 3 and 4).
+      const int pre = p.pdl && T::kTokens <= 16 ? min(nkt, T::kStages) : 0;
       for (int i = 0; i < pre; ++i) {
         ptx::mbar_arrive_expect_tx(&full[i], T::kStageBytes);
         load_weights(i, i);

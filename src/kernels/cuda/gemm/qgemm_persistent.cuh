@@ -162,14 +162,9 @@ __global__ void __launch_bounds__(T::kThreads, 1)
           ptx::bulk_load(w_smem + s * T::kWBytes + t * T::kWTileBytes,
                          base + (size_t(t) * p.k_tiles + kt) * T::kWTileBytes, T::kWTileBytes, &full[s]);
       };
-      // As in qgemm_kernel: the first tile's first ring of weights before waiting for the previous kernel (PDL).
+      // Unlike the decode kernels, no weights before the wait: with 16 KB activation tiles the activation-first
+      // order is worth more than an early weight stream (rounds 3-4).
       int n_block, m_block;
-      detail::tile_coords(blockIdx.x, n_blocks, m_blocks, n_block, m_block);
-      const int pre = p.pdl ? min(p.k_tiles, T::kStages) : 0;
-      for (int i = 0; i < pre; ++i) {
-        ptx::mbar_arrive_expect_tx(&full[i], T::kStageBytes);
-        load_weights(w_base(n_block), i, i);
-      }
       ptx::grid_dependency_wait();
       int it = 0;  // k-tiles issued so far over all tiles: the ring position and phase
       for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -177,12 +172,10 @@ __global__ void __launch_bounds__(T::kThreads, 1)
         const uint8_t* base = w_base(n_block);
         for (int kt = 0; kt < p.k_tiles; ++kt, ++it) {
           const int s = it % T::kStages;
-          if (it >= pre) {
-            ptx::mbar_wait(&empty[s], ((it / T::kStages) & 1) ^ 1);
-            ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
-          }
+          ptx::mbar_wait(&empty[s], ((it / T::kStages) & 1) ^ 1);
+          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
           ptx::tma_load_2d(act_smem + s * T::kActBytes, &act_map, kt * 128, m_block * T::kTokens, &full[s]);
-          if (it >= pre) load_weights(base, kt, s);
+          load_weights(base, kt, s);
         }
       }
     }

@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 status() { [ "$1" = 0 ] && echo PASS || echo "FAIL(rc=$1)"; }
 
 # 1. Fast correctness checks first: a broken kernel (or a hung pipeline) shows here within seconds.
-timeout 90 "$BIN/cuda_test_qgemm" --gtest_filter='ActQuant*:Repack*:QGemm.EveryConfig*:QGemm.BiasResidual*:QGemm.Rejects*' \
+timeout 90 "$BIN/cuda_test_qgemm" --gtest_filter='ActQuant*:Repack*:QGemm.EveryConfig*:QGemm.Persistent*:QGemm.BiasResidual*:QGemm.Rejects*:QGemm.Pdl*' \
   >"$OUT/test_fast.log" 2>&1
 rc_fast=$?
 # 2. The model shapes at every M (Llama-3-8B, SmolLM2; with --skip-big not Llama-3-70B / Qwen2-72B).

@@ -233,7 +233,7 @@ int run_one(const std::string& spec, bool time_it, cudaStream_t s) {
     const Shape* sh = nullptr;
     for (const Shape& x : shapes)
       if (name == x.name) sh = &x;
-    const cuda::WeightFormat fmt = method == "w8"    ? cuda::WeightFormat::kW8
+    const cuda::WeightFormat fmt = method == "w8"     ? cuda::WeightFormat::kW8
                                    : method == "g128" ? cuda::WeightFormat::kW4G128
                                                       : cuda::WeightFormat::kW4PerChannel;
     if (!sh || M < 1 || (method != "w8" && method != "g128" && method != "pc"))
@@ -341,9 +341,9 @@ int main(int argc, char** argv) {
   const float f1 = 1.0f;
   CK(cudaMemcpy(one.p, &f1, 4, cudaMemcpyHostToDevice));
 
-  std::printf("\n%-8s %5s | %8s %8s %8s | %8s %8s %8s | %8s %8s %8s | %6s %6s %7s %6s %6s | %5s %5s %5s %5s\n",
-              "shape", "M", "bf16", "fp8", "int8", "W8A8", "W4pc", "W4g128", "W8A8+P", "W4pc+P", "g128+P", "pcTB",
-              "pcTB+P", "pcTOP", "vsBest", "frLim", "g/pc", "g/pcP", "pc/w8", "w8P");
+  std::printf("\n%-8s %5s | %8s %8s %8s | %8s %8s %8s | %8s %8s %8s | %6s %6s %7s %6s %6s | %5s %5s %5s %5s\n", "shape",
+              "M", "bf16", "fp8", "int8", "W8A8", "W4pc", "W4g128", "W8A8+P", "W4pc+P", "g128+P", "pcTB", "pcTB+P",
+              "pcTOP", "vsBest", "frLim", "g/pc", "g/pcP", "pc/w8", "w8P");
   for (const Shape& sh : shapes) {
     const int N = sh.N, K = sh.K;
     const int maxM = Ms.back();
@@ -463,15 +463,14 @@ int main(int argc, char** argv) {
         const double bytes = wbytes + elem_a * M * K + elem_o * M * N;
         return std::max(bytes / (bw * 1e12) * 1e6, ops / (peak_tops * 1e12) * 1e6);
       };
-      const double lim[9] = {
-          limit_us(2.0 * N * K, 2, 2, kInt8PeakTops / 2), limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
-          limit_us(1.0 * N * K, 1, 4, kInt8PeakTops),     limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
-          limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),
-          limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),
-          limit_us(0.5 * N * K, 1, 2, kInt8PeakTops)};
+      const double lim[9] = {limit_us(2.0 * N * K, 2, 2, kInt8PeakTops / 2), limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
+                             limit_us(1.0 * N * K, 1, 4, kInt8PeakTops),     limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),
+                             limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),
+                             limit_us(1.0 * N * K, 1, 2, kInt8PeakTops),     limit_us(0.5 * N * K, 1, 2, kInt8PeakTops),
+                             limit_us(0.5 * N * K, 1, 2, kInt8PeakTops)};
       const double wbytes[9] = {2.0 * N * K, 1.0 * N * K, 1.0 * N * K, 1.0 * N * K, 0.5 * N * K,
                                 0.5 * N * K, 1.0 * N * K, 0.5 * N * K, 0.5 * N * K};
-      const char* names[9] = {"cublas_bf16",  "cublaslt_fp8",    "cublaslt_int8",      "qoq_w8a8",          "qoq_w4a8_pc",
+      const char* names[9] = {"cublas_bf16",   "cublaslt_fp8", "cublaslt_int8",   "qoq_w8a8",         "qoq_w4a8_pc",
                               "qoq_w4a8_g128", "qoq_w8a8_pdl", "qoq_w4a8_pc_pdl", "qoq_w4a8_g128_pdl"};
       for (int j = 0; j < 9; ++j)
         if (csv && t[j] > 0)
@@ -480,7 +479,8 @@ int main(int argc, char** argv) {
                        best_cublas / t[j]);
       auto ratio = [](double a, double b) { return a > 0 && b > 0 ? a / b : 0.0; };
       std::printf(
-          "%-8s %5d | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %6.2f %6.2f %7.0f %6.2f %6.2f | %5.2f %5.2f "
+          "%-8s %5d | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %6.2f %6.2f %7.0f %6.2f %6.2f | "
+          "%5.2f %5.2f "
           "%5.2f %5.2f\n",
           sh.name, M, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], wbytes[4] / (t[4] * 1e-6) / 1e12,
           t[7] > 0 ? wbytes[7] / (t[7] * 1e-6) / 1e12 : 0.0, ops / (t[4] * 1e-6) / 1e12, best_cublas / t[4],

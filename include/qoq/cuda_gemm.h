@@ -42,10 +42,10 @@ struct QuantLinear {
 
 // Tile configuration of one launch (a row of the dispatch table).
 struct GemmConfig {
-  int tokens = 0;     // tokens per CTA, the wgmma N: 16 or 128
-  int row_tiles = 0;  // 64-row weight tiles per consumer warpgroup (1 or 2)
-  int consumers = 0;  // consumer warpgroups (1 or 2)
-  int split_k = 1;    // > 1: int32 partials added in the workspace; the tile's last CTA applies the epilogue
+  int tokens = 0;           // tokens per CTA, the wgmma N: 16 or 128
+  int row_tiles = 0;        // 64-row weight tiles per consumer warpgroup (1 or 2)
+  int consumers = 0;        // consumer warpgroups (1 or 2)
+  int split_k = 1;          // > 1: int32 partials added in the workspace; the tile's last CTA applies the epilogue
   bool persistent = false;  // 128 tokens, 2 consumers, no split: one CTA per SM loops over the output tiles
   int max_ctas = 0;         // persistent only: grid size cap (0: one CTA per SM); tests use small caps
 };

@@ -70,10 +70,9 @@ __device__ __forceinline__ void epilogue8(const int32_t (&acc)[8], int m, int n0
   uint16_t* o = reinterpret_cast<uint16_t*>(&o4);
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
-    const float y = epilogue_value(acc[e], q.sa, q.asum, __half2float(__ushort_as_half(sw[e])),
-                                   p.zeros ? int32_t(z[e]) : p.zconst,
-                                   p.bias ? __half2float(__ushort_as_half(b[e])) : 0.f,
-                                   p.residual ? out_to_float(r[e], p.bf16) : 0.f);
+    const float y = epilogue_value(
+        acc[e], q.sa, q.asum, __half2float(__ushort_as_half(sw[e])), p.zeros ? int32_t(z[e]) : p.zconst,
+        p.bias ? __half2float(__ushort_as_half(b[e])) : 0.f, p.residual ? out_to_float(r[e], p.bf16) : 0.f);
     o[e] = to_out(y, p.bf16);
   }
   *reinterpret_cast<uint4*>(p.out + size_t(m) * p.N + n0) = o4;

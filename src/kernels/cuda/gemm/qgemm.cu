@@ -73,12 +73,11 @@ int sm_count() {
 
 // One CTA per SM (or c.max_ctas), each looping over output tiles.
 template <typename T>
-void launch_persistent(const GemmConfig& c, const QuantLinear& w, const GemmArgs& args, QGemmParams p,
-                       Stream stream) {
+void launch_persistent(const GemmConfig& c, const QuantLinear& w, const GemmArgs& args, QGemmParams p, Stream stream) {
   static std::once_flag once;
   std::call_once(once, [] {
-    QOQ_CUDA_CHECK(cudaFuncSetAttribute(qgemm_persistent_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        T::kSmemBytes));
+    QOQ_CUDA_CHECK(
+        cudaFuncSetAttribute(qgemm_persistent_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   });
   const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
   const int tiles = (w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens);
@@ -173,8 +172,7 @@ GemmConfig choose_config(WeightFormat format, int M, int N, int K) {
     if ((N / rows) * m_blocks >= kSMs) break;
     // 256-row tiles that nearly fill the SMs beat 128-row ones that spill into a ragged second round of the
     // persistent grid (qkv M=512: 96 tiles of 256 rows 27.1 us, 192 of 128 rows 30.5 us; round 4).
-    if (rows == 256 && N % 128 == 0 && 10 * (N / 256) * m_blocks >= 7 * kSMs && (N / 128) * m_blocks < 2 * kSMs)
-      break;
+    if (rows == 256 && N % 128 == 0 && 10 * (N / 256) * m_blocks >= 7 * kSMs && (N / 128) * m_blocks < 2 * kSMs) break;
   }
   const int ctas = (N / (64 * c.row_tiles * c.consumers)) * m_blocks;
   while (ctas * c.split_k < kSMs / 2 && kt / (c.split_k * 2) >= 4) c.split_k *= 2;

@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
 #pragma unroll
       for (int mi = 0; mi < T::kRowTiles; ++mi)
         ptx::WgmmaRS<T::kTokens, detail::kUnsignedA<T::kFormat>>::mma(acc[mi], a[mi][step],
-                                                                       desc + uint64_t(step * 32 >> 4));
+                                                                      desc + uint64_t(step * 32 >> 4));
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     if (tid == 0) ptx::mbar_arrive(&empty[s]);  // this stage's tiles are fully consumed

@@ -130,9 +130,9 @@ __global__ void __launch_bounds__(T::kThreads, 1)
     qgemm_persistent_kernel(const __grid_constant__ CUtensorMap act_map, const QGemmParams p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  uint8_t* act_smem = smem;                                // kStages x kActBytes (1024-aligned tiles)
-  uint8_t* w_smem = smem + T::kStages * T::kActBytes;      // kStages x kWBytes
-  uint8_t* epi_smem = w_smem + T::kStages * T::kWBytes;    // kConsumers x kEpiBytes
+  uint8_t* act_smem = smem;                              // kStages x kActBytes (1024-aligned tiles)
+  uint8_t* w_smem = smem + T::kStages * T::kActBytes;    // kStages x kWBytes
+  uint8_t* epi_smem = w_smem + T::kStages * T::kWBytes;  // kConsumers x kEpiBytes
   uint64_t* full = reinterpret_cast<uint64_t*>(epi_smem + T::kConsumers * T::kEpiBytes);
   uint64_t* empty = full + T::kStages;
 
@@ -217,8 +217,8 @@ __global__ void __launch_bounds__(T::kThreads, 1)
       uint32_t a[T::kRowTiles][4][4];
 #pragma unroll
       for (int mi = 0; mi < T::kRowTiles; ++mi)
-        detail::load_fragments<T::kFormat>(w_smem + s * T::kWBytes + (wg * T::kRowTiles + mi) * T::kWTileBytes,
-                                           tid, a[mi]);
+        detail::load_fragments<T::kFormat>(w_smem + s * T::kWBytes + (wg * T::kRowTiles + mi) * T::kWTileBytes, tid,
+                                           a[mi]);
       const uint64_t desc = ptx::smem_desc_sw128(act_smem + s * T::kActBytes);
       ptx::wgmma_fence();
 #pragma unroll
@@ -226,7 +226,7 @@ __global__ void __launch_bounds__(T::kThreads, 1)
 #pragma unroll
         for (int mi = 0; mi < T::kRowTiles; ++mi)
           ptx::WgmmaRS<T::kTokens, detail::kUnsignedA<T::kFormat>>::mma(acc[mi], a[mi][step],
-                                                                         desc + uint64_t(step * 32 >> 4));
+                                                                        desc + uint64_t(step * 32 >> 4));
       ptx::wgmma_commit();
       ptx::wgmma_wait<0>();
       if (tid == 0) ptx::mbar_arrive(&empty[s]);

@@ -277,11 +277,10 @@ int main(int argc, char** argv) {
         qc::decode_tuning(n2, d2);
         return t;
       };
-      // v6 variants (decode_tma.cuh; default: 0, or 4 for split small batches): 0 = 3-stage ring x 4 CTAs/SM of 4
-      // warps, 1 = 4 stages x 3 CTAs, 2 = 0 without the lazy rescale, 3 = 2 without the shift trick, 4 = 8 warps x 2 CTAs.
-      std::printf("      sweep KV4 B=%d L=%d: v6 variants 0 %.1f 1 %.1f 2 %.1f 3 %.1f 4 %.1f | pdl %.1f", B, L,
-                  knob("variant", 0, -1), knob("variant", 1, -1), knob("variant", 2, -1), knob("variant", 3, -1),
-                  knob("variant", 4, -1), knob("pdl", 1, 0));
+      // v6 variants (decode_tma.cuh): 0 = 3-stage ring x 4 CTAs/SM (the default), 1 = 4 stages x 3 CTAs, 2 = 0 without
+      // the lazy rescale, 3 = 2 without the shift trick.
+      std::printf("      sweep KV4 B=%d L=%d: v6 variants 1 %.1f 2 %.1f 3 %.1f | pdl %.1f", B, L, knob("variant", 1, 0),
+                  knob("variant", 2, 0), knob("variant", 3, 0), knob("pdl", 1, 0));
       if (B * kHkv >= 528) {
         std::printf(" | tail split in 2 %.1f | last 528 pairs in 2 %.1f", knob("tail_pieces", 2, 0),
                     knob2("tail", 528, 1, "tail_pieces", 2, 0));

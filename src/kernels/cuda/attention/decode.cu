@@ -41,7 +41,7 @@ namespace {
 // large batches, the pieces' granularity, programmatic dependent launch.
 struct Tuning {
   int version = 6;
-  int variant = -1;  // decode_tma.cuh: tma_dispatch_d; -1: 0, or 4 for split small batches
+  int variant = 0;  // decode_tma.cuh: tma_dispatch
   int tail = 1;     // 1: split the last (pairs mod resident CTAs) pairs; 0: none; > 1: that many pairs
   int tail_pieces = 0;
   int round = 128;  // pieces' token granularity (multiple of 32)
@@ -72,16 +72,11 @@ void carve_workspace(const DecodeArgs& a, int slots, int G, attn::DecodeParams& 
 void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim, bits = cache.layout.bits;
   const int pairs = a.batch * hkv;
+  const int var = std::min(std::max(g_tuning.variant, 0), attn::kTmaVariants - 1);
   static int per_sm[2][2][attn::kTmaVariants] = {};  // [KV8][D == 128][variant], occupancy API on first use
-  auto resident_of = [&](int v) {
-    int& n = per_sm[bits == 8][D == 128][v];
-    if (n == 0) n = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, v) : attn::decode_tma_ctas_per_sm<8>(D, v);
-    return sm_count() * n;
-  };
-  // Variant: forced by the knob, else 0, or 4 (8 warps per CTA) when the batch is split into pieces.
-  int var = g_tuning.variant >= 0 ? std::min(g_tuning.variant, attn::kTmaVariants - 1) : 0;
-  if (g_tuning.variant < 0 && a.splits <= 0 && 2 * pairs <= resident_of(4)) var = 4;
-  const int resident = resident_of(var);
+  int& own = per_sm[bits == 8][D == 128][var];
+  if (own == 0) own = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, var) : attn::decode_tma_ctas_per_sm<8>(D, var);
+  const int resident = sm_count() * own;
   const int slots = partial_slots(a.batch, hkv);
   int whole = 0, pieces = 1;
   if (a.splits > 0) {

@@ -20,7 +20,7 @@ __device__ __forceinline__ void item_pair(const DecodeParams& p, int item, int& 
 }
 
 // Weighted sum of the pieces' partial outputs (float4 per thread and output), kBatch pieces' loads issued together.
-template <int D, int kPer, int kBatch, int NT>
+template <int D, int kPer, int kBatch>
 __device__ __forceinline__ void combine_o(const DecodeParams& p, const float* wgt, const float* inv_l, int slot0,
                                           int n_active, uint16_t* out) {
   const int G = p.group, n4 = G * D / 4;
@@ -34,7 +34,7 @@ __device__ __forceinline__ void combine_o(const DecodeParams& p, const float* wg
     for (int u = 0; u < kBatch; ++u) {
 #pragma unroll
       for (int k = 0; k < kPer; ++k) {
-        const int i = threadIdx.x + k * NT;
+        const int i = threadIdx.x + k * kDecodeWarps * 32;
         v[k][u] = i < n4 && s0 + u < n_active ? __ldcg(src + size_t(s0 + u) * n4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
       }
     }
@@ -42,7 +42,7 @@ __device__ __forceinline__ void combine_o(const DecodeParams& p, const float* wg
     for (int u = 0; u < kBatch; ++u) {
 #pragma unroll
       for (int k = 0; k < kPer; ++k) {
-        const int i = threadIdx.x + k * NT;
+        const int i = threadIdx.x + k * kDecodeWarps * 32;
         const float f = s0 + u < n_active && i < n4 ? wgt[(s0 + u) * G + 4 * i / D] : 0.f;
         acc[k].x += v[k][u].x * f, acc[k].y += v[k][u].y * f, acc[k].z += v[k][u].z * f, acc[k].w += v[k][u].w * f;
       }
@@ -50,7 +50,7 @@ __device__ __forceinline__ void combine_o(const DecodeParams& p, const float* wg
   }
 #pragma unroll
   for (int k = 0; k < kPer; ++k) {
-    const int i = threadIdx.x + k * NT;
+    const int i = threadIdx.x + k * kDecodeWarps * 32;
     if (i < n4) {
       const float r = inv_l[4 * i / D];
       const __half2 lo = __floats2half2_rn(acc[k].x * r, acc[k].y * r);
@@ -65,21 +65,21 @@ __device__ __forceinline__ void combine_o(const DecodeParams& p, const float* wg
 // After every warp wrote its state to `sm`: combines the warps; a whole pair (or the only non-empty piece) writes its
 // output, a piece writes its partial and the last piece of the pair combines all partials. Ends with a barrier, so
 // `sm` is free again.
-template <int D, int W>
-__device__ void combine_items(const DecodeParams& p, CombineSmem<D, W>& sm, int pair, int piece, int n_active) {
+template <int D>
+__device__ void combine_items(const DecodeParams& p, CombineSmem<D>& sm, int pair, int piece, int n_active) {
   const int G = p.group;
   __syncthreads();
   uint16_t* out = p.out + size_t(pair) * G * D;
   const bool single = piece < 0 || n_active == 1;
   const int slot = piece < 0 ? 0 : (pair - p.whole) * p.pieces + piece;
-  for (int i = threadIdx.x; i < G * D; i += W * 32) {
+  for (int i = threadIdx.x; i < G * D; i += kDecodeWarps * 32) {
     const int h = i / D, d = i % D;
     float M = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < W; ++w) M = fmaxf(M, sm.m[w][h]);
+    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm.m[w][h]);
     float L = 0.f, O = 0.f;
 #pragma unroll
-    for (int w = 0; w < W; ++w) {
+    for (int w = 0; w < kDecodeWarps; ++w) {
       const float f = sm.m[w][h] == -INFINITY ? 0.f : exp2f(sm.m[w][h] - M);
       L += sm.l[w][h] * f;
       O += sm.o[w][h][d] * f;
@@ -128,10 +128,10 @@ __device__ void combine_items(const DecodeParams& p, CombineSmem<D, W>& sm, int 
       if (h < G && sub == 0) sm.l[0][h] = 1.f / L;
       __syncthreads();
       const int n4 = G * D / 4;
-      if (n4 <= W * 32)
-        combine_o<D, 1, 16, W * 32>(p, wgt, sm.l[0], slot0, n_active, out);
+      if (n4 <= kDecodeWarps * 32)
+        combine_o<D, 1, 16>(p, wgt, sm.l[0], slot0, n_active, out);
       else
-        combine_o<D, 2, 8, W * 32>(p, wgt, sm.l[0], slot0, n_active, out);
+        combine_o<D, 2, 8>(p, wgt, sm.l[0], slot0, n_active, out);
       if (threadIdx.x == 0) p.counters[pair] = 0;
     }
   }

@@ -119,10 +119,10 @@ __device__ __forceinline__ uint32_t v_operand(const uint32_t (&wa)[VW], const ui
 }
 
 // Shared memory of the warp combine: each warp's unnormalized O [head][D], its max m and sum l per head.
-template <int D, int W = kDecodeWarps>
+template <int D>
 struct CombineSmem {
-  float o[W][kMaxGroup][D];
-  float m[W][kMaxGroup], l[W][kMaxGroup];
+  float o[kDecodeWarps][kMaxGroup][D];
+  float m[kDecodeWarps][kMaxGroup], l[kDecodeWarps][kMaxGroup];
   int last;
 };
 

@@ -93,13 +93,13 @@ struct TmaFmt {
   static constexpr int kStageBytes = 2 * kRowsBytes + 2 * F::kTok * 4;  // + K and V params
 };
 
-template <int D, int BITS, int kStages, int W = kDecodeWarps>
+template <int D, int BITS, int kStages>
 constexpr size_t tma_smem_bytes() {
-  return size_t(W) * kStages * TmaFmt<D, BITS>::kStageBytes + W * kStages * 8;
+  return size_t(kDecodeWarps) * kStages * TmaFmt<D, BITS>::kStageBytes + kDecodeWarps * kStages * 8;
 }
 
-template <int D, int BITS, int kStages, int kMinBlocks, bool kFast, bool kLazy, int W = kDecodeWarps>
-__global__ void __launch_bounds__(W * 32, kMinBlocks) decode_kernel_tma(const DecodeParams p) {
+template <int D, int BITS, int kStages, int kMinBlocks, bool kFast, bool kLazy>
+__global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_tma(const DecodeParams p) {
   constexpr bool kShift = kFast && BITS == 4;  // see k_operand_shift / v_operand_shift
   using F = Fmt<D, BITS>;
   using T = TmaFmt<D, BITS>;
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(W * 32, kMinBlocks) decode_kernel_tma(const De
   constexpr int kMT = F::kTok / 16;   // S m-tiles = P.V k-steps
   constexpr int kVM = D / 16;         // P.V m-tiles (channels)
   static_assert(BITS != 16, "fp16 runs decode_kernel");
-  static_assert(sizeof(CombineSmem<D, W>) <= size_t(W) * kStages * T::kStageBytes, "combine aliases the rings");
+  static_assert(sizeof(CombineSmem<D>) <= size_t(kDecodeWarps) * kStages * T::kStageBytes, "combine aliases the rings");
   extern __shared__ __align__(128) uint8_t smem[];
   if (p.pdl) {
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
@@ -124,10 +124,10 @@ __global__ void __launch_bounds__(W * 32, kMinBlocks) decode_kernel_tma(const De
   const int start = piece < 0 ? 0 : piece * p.chunk;
   const int pt0 = b * p.max_pages;
   uint8_t* ring = smem + size_t(warp) * kStages * T::kStageBytes;
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + size_t(W) * kStages * T::kStageBytes) + warp * kStages;
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + size_t(kDecodeWarps) * kStages * T::kStageBytes) + warp * kStages;
   // Pages of this warp's blocks k = lane (k-th block of the warp: blk = warp + 4k), speculatively inside the table
   // row, beside the length: lane 0 takes them by shuffles when it issues the copies.
-  auto page_idx = [&](int k) { return (start + (warp + W * k) * F::kTok) / kKvPageTokens; };
+  auto page_idx = [&](int k) { return (start + (warp + kDecodeWarps * k) * F::kTok) / kKvPageTokens; };
   int page_win = page_idx(lane) < p.max_pages ? p.page_table[pt0 + page_idx(lane)] : 0;
   const int len = p.lengths[b];
   if (lane == 0) {
@@ -182,11 +182,11 @@ __global__ void __launch_bounds__(W * 32, kMinBlocks) decode_kernel_tma(const De
   if (start >= len) return;
   const int end = piece < 0 ? len : min(len, start + p.chunk);
   const int nblk = (end - start + F::kTok - 1) / F::kTok;
-  const int nmine = warp < nblk ? (nblk - warp + W - 1) / W : 0;  // this warp's blocks
+  const int nmine = warp < nblk ? (nblk - warp + kDecodeWarps - 1) / kDecodeWarps : 0;  // this warp's blocks
 
   // Lane 0: the copies of this warp's k-th block into stage k % kStages (page from the lane holding it).
   auto issue = [&](int k, int page) {
-    const int tok0 = start + (warp + W * k) * F::kTok;
+    const int tok0 = start + (warp + kDecodeWarps * k) * F::kTok;
     const int off = tok0 % kKvPageTokens;
     const uint8_t* blkp = p.pool + (size_t(page) * hkv + kvh) * F::kBlock;
     uint8_t* dst = ring + (k % kStages) * T::kStageBytes;
@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(W * 32, kMinBlocks) decode_kernel_tma(const De
     uint32_t kp[kRows], vp[kRows];
   };
   for (int k = 0; k < nmine; ++k) {
-    const int blk = warp + W * k;
+    const int blk = warp + kDecodeWarps * k;
     const int tok0 = start + blk * F::kTok;
     // The page window holds blocks [32 * (k' / 32), +32) of the block issued next (k + kStages): refill it when that
     // block starts a new window (one round trip per 32 blocks of a warp, overlapped by the blocks in flight).
@@ -353,7 +353,7 @@ __global__ void __launch_bounds__(W * 32, kMinBlocks) decode_kernel_tma(const De
     }
   }
   __syncthreads();  // every warp is done with its ring: the combine buffer aliases the rings
-  CombineSmem<D, W>& sm = *reinterpret_cast<CombineSmem<D, W>*>(smem);
+  CombineSmem<D>& sm = *reinterpret_cast<CombineSmem<D>*>(smem);
   if (g == 0) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) sm.m[warp][2 * t + h] = m[h], sm.l[warp][2 * t + h] = l[h];
@@ -367,7 +367,7 @@ __global__ void __launch_bounds__(W * 32, kMinBlocks) decode_kernel_tma(const De
       sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = oe - z[e & 1];
     }
   }
-  combine_items<D, W>(p, sm, pair, piece, piece < 0 ? 1 : (len + p.chunk - 1) / p.chunk);
+  combine_items<D>(p, sm, pair, piece, piece < 0 ? 1 : (len + p.chunk - 1) / p.chunk);
 }
 
 template <int BITS>
@@ -376,7 +376,7 @@ template <int BITS>
 int decode_tma_ctas_per_sm(int head_dim, int variant);
 
 template <typename K>
-inline void launch_tma(K kernel, size_t smem, int threads, const DecodeParams& p, int grid, cudaStream_t stream) {
+inline void launch_tma(K kernel, size_t smem, const DecodeParams& p, int grid, cudaStream_t stream) {
   // Every instantiation has the same type: remember which kernels already have their shared-memory limit raised.
   static const void* raised[16] = {};
   for (int i = 0; i < 16; ++i) {
@@ -389,7 +389,7 @@ inline void launch_tma(K kernel, size_t smem, int threads, const DecodeParams& p
   }
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(threads);
+  cfg.blockDim = dim3(kDecodeWarps * 32);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
@@ -400,35 +400,31 @@ inline void launch_tma(K kernel, size_t smem, int threads, const DecodeParams& p
   cudaLaunchKernelEx(&cfg, kernel, p);
 }
 template <typename K>
-inline int tma_occupancy(K kernel, size_t smem, int threads) {
+inline int tma_occupancy(K kernel, size_t smem) {
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   int n = 0;
-  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem);
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kDecodeWarps * 32, smem);
   return n > 0 ? n : 1;
 }
 
-// Variants (ring stages, CTAs per SM, KV4 shift trick, lazy rescale, warps); 0 is the default for large batches, 4
-// for split small batches, the others are kept for the benchmark's side-by-side runs (bench/NOTES_decode.md):
-// 0 (3, 4, yes, yes, 4; at most 128 registers), 1 (4, 3, yes, yes, 4), 2 (3, 4, yes, no, 4), 3 (3, 4, no, no, 4),
-// 4 (3, 2, yes, yes, 8: twice the warps per piece, so twice the warps per SM without more partials).
-constexpr int kTmaVariants = 5;
+// Variants (ring stages, CTAs per SM, KV4 shift trick, lazy rescale); 0 is the default, the others are kept for the
+// benchmark's side-by-side runs (bench/NOTES_decode.md): 0 (3, 4, yes, yes; at most 128 registers), 1 (4, 3, yes,
+// yes), 2 (3, 4, yes, no), 3 (3, 4, no, no).
+constexpr int kTmaVariants = 4;
 template <int BITS, int D, typename Fn>
 inline void tma_dispatch_d(int variant, Fn&& fn) {
   switch (variant) {
     case 1:
-      fn(decode_kernel_tma<D, BITS, 4, 3, true, true>, tma_smem_bytes<D, BITS, 4>(), 128);
+      fn(decode_kernel_tma<D, BITS, 4, 3, true, true>, tma_smem_bytes<D, BITS, 4>());
       break;
     case 2:
-      fn(decode_kernel_tma<D, BITS, 3, 4, true, false>, tma_smem_bytes<D, BITS, 3>(), 128);
+      fn(decode_kernel_tma<D, BITS, 3, 4, true, false>, tma_smem_bytes<D, BITS, 3>());
       break;
     case 3:
-      fn(decode_kernel_tma<D, BITS, 3, 4, false, false>, tma_smem_bytes<D, BITS, 3>(), 128);
-      break;
-    case 4:
-      fn(decode_kernel_tma<D, BITS, 3, 2, true, true, 8>, tma_smem_bytes<D, BITS, 3, 8>(), 256);
+      fn(decode_kernel_tma<D, BITS, 3, 4, false, false>, tma_smem_bytes<D, BITS, 3>());
       break;
     default:
-      fn(decode_kernel_tma<D, BITS, 3, 4, true, true>, tma_smem_bytes<D, BITS, 3>(), 128);
+      fn(decode_kernel_tma<D, BITS, 3, 4, true, true>, tma_smem_bytes<D, BITS, 3>());
       break;
   }
 }
@@ -444,13 +440,12 @@ inline void tma_dispatch(int head_dim, int variant, Fn&& fn) {
   template <>                                                                                                     \
   void launch_decode_tma<BITS>(int head_dim, int variant, const DecodeParams& p, int grid, cudaStream_t stream) { \
     tma_dispatch<BITS>(head_dim, variant,                                                                         \
-                       [&](auto kernel, size_t smem, int nt) { launch_tma(kernel, smem, nt, p, grid, stream); }); \
+                       [&](auto kernel, size_t smem) { launch_tma(kernel, smem, p, grid, stream); });             \
   }                                                                                                               \
   template <>                                                                                                     \
   int decode_tma_ctas_per_sm<BITS>(int head_dim, int variant) {                                                   \
     int n = 1;                                                                                                    \
-    tma_dispatch<BITS>(head_dim, variant,                                                                         \
-                       [&](auto kernel, size_t smem, int nt) { n = tma_occupancy(kernel, smem, nt); });           \
+    tma_dispatch<BITS>(head_dim, variant, [&](auto kernel, size_t smem) { n = tma_occupancy(kernel, smem); });    \
     return n;                                                                                                     \
   }
 

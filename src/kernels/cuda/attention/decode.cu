@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/attention/decode_tma.cuh"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/launch.h"
 
 namespace qoq::cuda {
 namespace {
@@ -49,21 +50,25 @@ struct Tuning {
 };
 Tuning g_tuning;
 
-int sm_count() {
-  static const int sms = [] {
-    int dev = 0, n = 132;
-    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-    return n;
-  }();
-  return sms;
-}
-
 void carve_workspace(const DecodeArgs& a, int slots, int G, attn::DecodeParams& p) {
   char* ws = static_cast<char*>(a.workspace);
   p.counters = reinterpret_cast<int*>(ws);
   p.ws_m = reinterpret_cast<float*>(ws + kCounterBytes);
   p.ws_l = p.ws_m + size_t(slots) * G;
   p.ws_o = p.ws_l + size_t(slots) * G;
+}
+
+// The fields every decode kernel reads, whatever its schedule.
+void set_common(const PagedKv& cache, const DecodeArgs& a, attn::DecodeParams& p) {
+  p.pool = cache.pool;
+  p.page_table = cache.page_table;
+  p.max_pages = cache.max_pages;
+  p.n_kv_heads = cache.layout.n_kv_heads;
+  p.group = a.n_heads / cache.layout.n_kv_heads;
+  p.q = a.q;
+  p.lengths = a.lengths;
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.out = a.out;
 }
 
 // KV4 / KV8: one CTA per work item (decode_combine.cuh). Large batches: whole pairs (the hardware schedules them; a
@@ -109,21 +114,13 @@ void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
                      "decode_attention: workspace missing or too small");
     carve_workspace(a, slots, G, p);
   }
-  p.pool = cache.pool;
-  p.page_table = cache.page_table;
-  p.max_pages = cache.max_pages;
-  p.n_kv_heads = hkv;
-  p.group = G;
-  p.q = a.q;
-  p.lengths = a.lengths;
-  p.scale_log2 = a.scale * 1.4426950408889634f;
+  set_common(cache, a, p);
   p.chunk = chunk;
   p.splits = pieces;
   p.whole = whole;
   p.pieces = pieces;
   p.n_items = whole + (pairs - whole) * pieces;
   p.pdl = g_tuning.pdl;
-  p.out = a.out;
   if (bits == 4)
     attn::launch_decode_tma<4>(D, var, p, p.n_items, stream);
   else
@@ -171,23 +168,11 @@ void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stre
                      "decode_attention: too many splits for the workspace");
     QOQ_CUDA_REQUIRE(a.workspace && a.workspace_bytes >= decode_workspace_bytes(a.batch, a.n_heads, hkv, D),
                      "decode_attention: workspace missing or too small");
-    char* ws = static_cast<char*>(a.workspace);
-    p.counters = reinterpret_cast<int*>(ws);
-    p.ws_m = reinterpret_cast<float*>(ws + kCounterBytes);
-    p.ws_l = p.ws_m + size_t(slots) * G;
-    p.ws_o = p.ws_l + size_t(slots) * G;
+    carve_workspace(a, slots, G, p);
   }
-  p.pool = cache.pool;
-  p.page_table = cache.page_table;
-  p.max_pages = cache.max_pages;
-  p.n_kv_heads = hkv;
-  p.group = G;
-  p.q = a.q;
-  p.lengths = a.lengths;
-  p.scale_log2 = a.scale * 1.4426950408889634f;
+  set_common(cache, a, p);
   p.chunk = chunk;
   p.splits = splits;
-  p.out = a.out;
   const dim3 grid(hkv, a.batch, splits);
   switch (cache.layout.bits) {
     case 4: attn::launch_decode<4>(D, p, grid, stream); break;

@@ -6,6 +6,7 @@
 // same pattern the global loads had.
 #pragma once
 #include "kernels/cuda/attention/decode_combine.cuh"
+#include "kernels/cuda/launch.h"
 
 namespace qoq::cuda::attn {
 
@@ -387,17 +388,7 @@ inline void launch_tma(K kernel, size_t smem, const DecodeParams& p, int grid, c
       break;
     }
   }
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(kDecodeWarps * 32);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = p.pdl ? 1 : 0;
-  cudaLaunchKernelEx(&cfg, kernel, p);
+  launch_ex(kernel, dim3(grid), dim3(kDecodeWarps * 32), smem, stream, p.pdl != 0, p);
 }
 template <typename K>
 inline int tma_occupancy(K kernel, size_t smem) {

@@ -16,11 +16,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <type_traits>
 
 #include "kernels/cuda/attention/prefill_kernel.cuh"
 #include "kernels/cuda/attention/prefill_wgmma.cuh"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/launch.h"
 
 namespace qoq::cuda::attn {
 namespace {
@@ -448,26 +450,14 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
 
 template <int kSched>
 void launch_kernel(const WgParams& p, unsigned items, bool persistent, cudaStream_t stream) {
-  static const int sms = [] {
-    cudaFuncSetAttribute(prefill_wgmma_kernel<kSched>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-    int dev = 0, n = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-    return n;
-  }();
-  const unsigned ctas = persistent ? std::min(items, unsigned(sms)) : items;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    QOQ_CUDA_CHECK(
+        cudaFuncSetAttribute(prefill_wgmma_kernel<kSched>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  });
+  const unsigned ctas = persistent ? std::min(items, unsigned(sm_count())) : items;
   // Programmatic dependent launch: CTAs start (barrier init, Q rows) while the staging pass finishes.
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(ctas);
-  cfg.blockDim = dim3(384);
-  cfg.dynamicSmemBytes = kSmemBytes;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  QOQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, prefill_wgmma_kernel<kSched>, p));
+  launch_ex(prefill_wgmma_kernel<kSched>, dim3(ctas), dim3(384), kSmemBytes, stream, true, p);
 }
 
 // Loop schedule (see the kernel) and grid, for benchmarks: QOQ_PREFILL_WGMMA_SCHEDULE=0, 1 or 2, plus 10 for a

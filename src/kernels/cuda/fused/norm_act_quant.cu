@@ -20,6 +20,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/fused/fused_internal.h"
+#include "kernels/cuda/launch.h"
 #include "qoq/cuda_attention.h"
 
 namespace qoq::cuda {
@@ -329,16 +330,6 @@ __global__ void __launch_bounds__(32 * G)
     for (int g = 0; g < G; ++g) t += red_sum[b][g];
     sums[prev_row] = int32_t(t);
   }
-}
-
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, c = 0;
-    QOQ_CUDA_CHECK(cudaGetDevice(&dev));
-    QOQ_CUDA_CHECK(cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev));
-    return c;
-  }();
-  return n;
 }
 
 int smem_optin() {

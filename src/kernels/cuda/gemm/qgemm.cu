@@ -5,6 +5,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/gemm/qgemm_persistent.cuh"
+#include "kernels/cuda/launch.h"
 
 namespace qoq::cuda {
 namespace {
@@ -47,28 +48,9 @@ void launch(const QuantLinear& w, const GemmArgs& args, QGemmParams p, int split
     QOQ_CUDA_CHECK(cudaFuncSetAttribute(qgemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   });
   const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3((w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens), 1, splits);
-  cfg.blockDim = dim3(T::kThreads);
-  cfg.dynamicSmemBytes = T::kSmemBytes;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = args.pdl ? 1 : 0;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  QOQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, qgemm_kernel<T>, map, p));
+  const dim3 grid((w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens), 1, splits);
+  launch_ex(qgemm_kernel<T>, grid, dim3(T::kThreads), T::kSmemBytes, stream, args.pdl, map, p);
   QOQ_CUDA_CHECK_LAUNCH();
-}
-
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    QOQ_CUDA_CHECK(cudaGetDevice(&dev));
-    QOQ_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
 }
 
 // One CTA per SM (or c.max_ctas), each looping over output tiles.
@@ -82,17 +64,8 @@ void launch_persistent(const GemmConfig& c, const QuantLinear& w, const GemmArgs
   const CUtensorMap map = act_tensor_map(args.a, args.M, w.K, T::kTokens);
   const int tiles = (w.N / T::kRows) * ((args.M + T::kTokens - 1) / T::kTokens);
   const int cap = c.max_ctas > 0 ? c.max_ctas : sm_count();
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(tiles < cap ? tiles : cap);
-  cfg.blockDim = dim3(T::kThreads);
-  cfg.dynamicSmemBytes = T::kSmemBytes;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = args.pdl ? 1 : 0;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  QOQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, qgemm_persistent_kernel<T>, map, p));
+  launch_ex(qgemm_persistent_kernel<T>, dim3(tiles < cap ? tiles : cap), dim3(T::kThreads), T::kSmemBytes, stream,
+            args.pdl, map, p);
   QOQ_CUDA_CHECK_LAUNCH();
 }
 

@@ -49,10 +49,10 @@ __global__ void qk_kernel(const uint16_t* q, const uint16_t* k, float* out) {
   uint8_t* sk = sq + 16384;
   load_image(sq, q, 64);
   load_image(sk, k, 128);
-  wg::fence_proxy_async();
+  qoq::cuda::fence_proxy_async();
   __syncthreads();
   float d[64];
-  const uint32_t qa = wg::smem_u32(sq), ka = wg::smem_u32(sk);
+  const uint32_t qa = qoq::cuda::smem_u32(sq), ka = qoq::cuda::smem_u32(sk);
   wg::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 8; ++ks)
@@ -67,7 +67,7 @@ __global__ void qk_kernel(const uint16_t* q, const uint16_t* k, float* out) {
 __global__ void pv_kernel(const float* p, const uint16_t* v, float* out, int lbo, int sbo) {
   uint8_t* sv = aligned_smem();
   load_image(sv, v, 128);
-  wg::fence_proxy_async();
+  qoq::cuda::fence_proxy_async();
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float s[64], o[64];
@@ -85,7 +85,7 @@ __global__ void pv_kernel(const float* p, const uint16_t* v, float* out, int lbo
   wg::pack_a<5>(s, pa[5]);
   wg::pack_a<6>(s, pa[6]);
   wg::pack_a<7>(s, pa[7]);
-  const uint32_t va = wg::smem_u32(sv);
+  const uint32_t va = qoq::cuda::smem_u32(sv);
   wg::reg_fence(o);
   wg::wgmma_fence();
 #pragma unroll

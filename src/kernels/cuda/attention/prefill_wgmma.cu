@@ -72,7 +72,7 @@ template <int BITS>
 __global__ void __launch_bounds__(kStageThreads) prefill_stage_kernel(const StageParams p) {
   // The wgmma kernel launched next (programmatic dependent launch) may start its prologue now; it waits for this
   // grid's completion (griddepcontrol.wait) before reading the workspace.
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  launch_dependents();
   constexpr int R = kD * BITS / 8;  // bytes of one cached row
   using Raw = std::conditional_t<BITS == 16, uint4, std::conditional_t<BITS == 8, uint2, uint32_t>>;
   const int j = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
@@ -260,11 +260,11 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
 
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
-      wg::mbar_init(&full_k[s], 1);
-      wg::mbar_init(&full_v[s], 1);
-      wg::mbar_init(&empty[s], 8);  // one arrival per consumer warp
+      mbar_init(&full_k[s], 1);
+      mbar_init(&full_v[s], 1);
+      mbar_init(&empty[s], 8);  // one arrival per consumer warp
     }
-    wg::fence_mbar_init();
+    mbar_fence_init();
   }
   __syncthreads();
 
@@ -272,7 +272,7 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
     // Producer: one thread streams the tiles of this CTA's items through the ring.
     wg::setmaxnreg_dec<24>();
     if (tid == 0) {
-      asm volatile("griddepcontrol.wait;" ::: "memory");  // the staging pass's tiles are complete and visible
+      grid_dependency_wait();  // the staging pass's tiles are complete and visible
       int g = 0;  // tiles issued so far (all items)
       for (int k = 0;; ++k) {
         const int idx = item_index(k);
@@ -282,12 +282,12 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
         const uint8_t* src = p.work + (size_t(it.b) * p.n_kv_heads + it.kvh) * p.max_tiles * size_t(kTileBytes);
         for (int j = 0; j < it.n_tiles; ++j, ++g) {
           const int s = g % kStages;
-          if (g >= kStages) wg::mbar_wait(&empty[s], ((g / kStages) + 1) & 1);
+          if (g >= kStages) mbar_wait(&empty[s], ((g / kStages) + 1) & 1);
           uint8_t* dk = stage_base + s * kTileBytes;
-          wg::mbar_expect_tx(&full_k[s], kHalfBytes);
-          wg::bulk_g2s(dk, src + size_t(j) * kTileBytes, kHalfBytes, &full_k[s]);
-          wg::mbar_expect_tx(&full_v[s], kHalfBytes);
-          wg::bulk_g2s(dk + kHalfBytes, src + size_t(j) * kTileBytes + kHalfBytes, kHalfBytes, &full_v[s]);
+          mbar_arrive_expect_tx(&full_k[s], kHalfBytes);
+          bulk_g2s(dk, src + size_t(j) * kTileBytes, kHalfBytes, &full_k[s]);
+          mbar_arrive_expect_tx(&full_v[s], kHalfBytes);
+          bulk_g2s(dk + kHalfBytes, src + size_t(j) * kTileBytes + kHalfBytes, kHalfBytes, &full_v[s]);
         }
       }
     }
@@ -307,15 +307,15 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
     if constexpr (kPingpong)
       if (cw == 1) wg::named_bar_arrive(3, 256);
     // g: tiles consumed so far (all items): stage g % kStages, phase (g / kStages) & 1.
-    auto k_addr = [&](int g) { return wg::smem_u32(stage_base + (g % kStages) * kTileBytes); };
+    auto k_addr = [&](int g) { return smem_u32(stage_base + (g % kStages) * kTileBytes); };
     auto release = [&](int g) {
       __syncwarp();
-      if (lane == 0) wg::mbar_arrive(&empty[g % kStages]);
+      if (lane == 0) mbar_arrive(&empty[g % kStages]);
     };
-    auto wait_k = [&](int g) { wg::mbar_wait(&full_k[g % kStages], (g / kStages) & 1); };
-    auto wait_v = [&](int g) { wg::mbar_wait(&full_v[g % kStages], (g / kStages) & 1); };
+    auto wait_k = [&](int g) { mbar_wait(&full_k[g % kStages], (g / kStages) & 1); };
+    auto wait_v = [&](int g) { mbar_wait(&full_v[g % kStages], (g / kStages) & 1); };
     Consumer cs;
-    cs.sq_addr = wg::smem_u32(sq);
+    cs.sq_addr = smem_u32(sq);
     cs.lane = lane;
     cs.c = p.scale_log2;
     int g0 = 0;
@@ -337,7 +337,7 @@ __global__ void __launch_bounds__(384, 1) prefill_wgmma_kernel(const WgParams p)
                     u);
         *reinterpret_cast<uint4*>(sq + wg::sw128_offset(64, r, u)) = v;
       }
-      wg::fence_proxy_async();
+      fence_proxy_async();
       wg::named_bar(1 + cw, 128);
 
       const int qbase = it.start + it.t0;

@@ -1,6 +1,7 @@
 // sm_90a building blocks of the wgmma prefill kernel (prefill_wgmma.cu): fp16 warpgroup MMAs with fp32 accumulators,
-// shared-memory matrix descriptors for the 128-byte swizzle, mbarriers, bulk copies, register reallocation, and the
-// tile image layout shared by the staging pass, the kernel and the unit test (tests/cuda/test_attention_prefill_wgmma.cu).
+// shared-memory matrix descriptors for the 128-byte swizzle, register reallocation, and the tile image layout shared
+// by the staging pass, the kernel and the unit test (tests/cuda/test_attention_prefill_wgmma.cu). The mbarriers and
+// bulk copies are kernels/cuda/async_copy.cuh's.
 //
 // Tile image ("sw128"): a [rows][128 fp16] operand is stored as two column halves [2][rows][128 B]; inside a half,
 // the 16-byte unit u of row r sits at unit u ^ (r % 8) (the hardware's 128-byte swizzle, applied on address bits
@@ -14,11 +15,9 @@
 
 #include <cstdint>
 
-namespace qoq::cuda::attn::wg {
+#include "kernels/cuda/async_copy.cuh"  // mbarriers, bulk copies, proxy fence, griddepcontrol
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+namespace qoq::cuda::attn::wg {
 
 // Byte offset of 16-byte unit u (0..15, channels 8u..8u+7) of row r in a sw128 image of `rows` rows.
 __host__ __device__ __forceinline__ uint32_t sw128_offset(int rows, int r, int u) {
@@ -37,9 +36,6 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-// Generic-proxy shared-memory stores become visible to wgmma (async proxy) reads after this and a barrier.
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
 // Keeps the accumulator registers of an in-flight wgmma from being touched by the compiler before the wait.
 template <int N>
 __device__ __forceinline__ void reg_fence(float (&d)[N]) {
@@ -106,34 +102,7 @@ __device__ __forceinline__ void pack_a(const float (&s)[64], uint32_t (&a)[4]) {
   a[3] = pack_h2(s[8 * KK + 6], s[8 * KK + 7]);
 }
 
-// ---- mbarriers, bulk copies, register reallocation.
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void fence_mbar_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred p;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra WAIT_%=;\n}\n" ::"r"(smem_u32(bar)),
-      "r"(parity)
-      : "memory");
-}
-// Contiguous global -> shared copy by the bulk copy engine, completing `bytes` of transactions on `bar`.
-__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-          smem_u32(dst)),
-      "l"(src), "r"(bytes), "r"(smem_u32(bar))
-      : "memory");
-}
+// ---- register reallocation, named barriers.
 template <uint32_t R>
 __device__ __forceinline__ void setmaxnreg_inc() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));

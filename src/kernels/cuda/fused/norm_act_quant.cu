@@ -18,6 +18,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/fused/fused_internal.h"
 #include "kernels/cuda/launch.h"
@@ -33,48 +34,18 @@ constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: v + this rounds v to a
 // bits(v + magic) = 0x4B400000 + rne(v) for |v| < 2^22: the low byte is the int8 code.
 constexpr int kWarpsPerSm = 16;  // default resident warps per SM (the best of the sweeps, runs 2-4)
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  const uint32_t a = smem_addr(bar);
-  uint32_t done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(a), "r"(parity)
-        : "memory");
-  }
-}
-
 // Thread 0 only: arms bar for `bytes` and streams them from global src into shared dst (both 16-byte aligned).
 __device__ __forceinline__ void load_row(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  const uint32_t b = smem_addr(bar), d = smem_addr(dst);
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes) : "memory");
-  for (uint32_t off = 0; off < bytes; off += kMaxCopy) {
-    const uint32_t n = min(kMaxCopy, bytes - off);
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(d + off),
-        "l"(static_cast<const char*>(src) + off), "r"(n), "r"(b)
-        : "memory");
-  }
+  mbar_arrive_expect_tx(bar, bytes);
+  for (uint32_t off = 0; off < bytes; off += kMaxCopy)
+    bulk_g2s(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off, min(kMaxCopy, bytes - off), bar);
 }
 
 // Ring setup, by thread 0 before the CTA's first barrier.
 __device__ __forceinline__ void init_ring(uint64_t* full, int stages) {
   for (int s = 0; s < stages; ++s) mbar_init(&full[s], 1);
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  mbar_fence_init();
 }
-
-// Thread 0, after a block barrier that follows every thread's last read of the stage: orders those generic-proxy
-// reads before the bulk copy (async proxy) that overwrites it.
-__device__ __forceinline__ void fence_before_refill() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -202,7 +173,7 @@ __global__ void __launch_bounds__(32 * G)
     __syncthreads();  // (A) every thread has read stage s
     if (tid == 0) {
       if (r + stages < rows) {
-        fence_before_refill();
+        fence_proxy_async();  // every thread's reads of the stage (before the barrier) precede the copy into it
         load_row(ring + s * row_bytes, x + size_t(row + stages * gridDim.x) * K, row_bytes, &full[s]);
       }
       if (r > 0) {
@@ -303,7 +274,7 @@ __global__ void __launch_bounds__(32 * G)
     __syncthreads();  // every thread has read stage s
     if (tid == 0) {
       if (r + stages < rows) {
-        fence_before_refill();
+        fence_proxy_async();  // every thread's reads of the stage (before the barrier) precede the copy into it
         load_row(ring + s * row_bytes, gu + size_t(row + stages * gridDim.x) * 2 * I, row_bytes, &full[s]);
       }
       if (r > 0) {

@@ -140,15 +140,15 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < T::kStages; ++s) {
-      ptx::mbar_init(&full[s], 1);
-      ptx::mbar_init(&empty[s], T::kConsumers);
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], T::kConsumers);
     }
-    ptx::fence_barrier_init();
+    mbar_fence_init();
   }
   __syncthreads();
   // Programmatic dependent launch (GemmArgs::pdl): the next kernel on the stream may start filling SMs as ours
   // drain; it waits (grid_dependency_wait) before touching anything we write.
-  ptx::launch_dependents();
+  launch_dependents();
 
   if (wg == T::kConsumers) {
     // Producer warpgroup: one thread issues every copy.
@@ -158,8 +158,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
       auto load_weights = [&](int i, int s) {
 #pragma unroll
         for (int t = 0; t < T::kRowTiles * T::kConsumers; ++t)
-          ptx::bulk_load(w_smem + s * T::kWBytes + t * T::kWTileBytes,
-                         w_base + (size_t(t) * p.k_tiles + kt0 + i) * T::kWTileBytes, T::kWTileBytes, &full[s]);
+          bulk_g2s(w_smem + s * T::kWBytes + t * T::kWTileBytes,
+                   w_base + (size_t(t) * p.k_tiles + kt0 + i) * T::kWTileBytes, T::kWTileBytes, &full[s]);
       };
       // Decode tiles with PDL: the weights are not written by the kernel before us (GemmArgs::pdl's contract), so
       // the first ring of weight tiles streams before the wait for the previous kernel, whose outputs (our
@@ -168,15 +168,15 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
       // split 4: 7.8 -> 9.8 us, qkv M=64 with PDL 14.5 -> 18.7 us in rounds 3 and 4).
       const int pre = p.pdl && T::kTokens <= 16 ? min(nkt, T::kStages) : 0;
       for (int i = 0; i < pre; ++i) {
-        ptx::mbar_arrive_expect_tx(&full[i], T::kStageBytes);
+        mbar_arrive_expect_tx(&full[i], T::kStageBytes);
         load_weights(i, i);
       }
-      ptx::grid_dependency_wait();
+      grid_dependency_wait();
       for (int i = 0; i < nkt; ++i) {
         const int s = i % T::kStages;
         if (i >= pre) {
-          ptx::mbar_wait(&empty[s], ((i / T::kStages) & 1) ^ 1);
-          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+          mbar_wait(&empty[s], ((i / T::kStages) & 1) ^ 1);
+          mbar_arrive_expect_tx(&full[s], T::kStageBytes);
         }
         ptx::tma_load_2d(act_smem + s * T::kActBytes, &act_map, (kt0 + i) * 128, m_block * T::kTokens, &full[s]);
         if (i >= pre) load_weights(i, s);
@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
 
   // Consumers read the activation scales and sums, the workspace and the residual, and write the output: all
   // after the previous kernel on the stream has finished.
-  ptx::grid_dependency_wait();
+  grid_dependency_wait();
   if constexpr (T::kConsumers > 1) ptx::setmaxnreg_inc<232>();
 
   // Decode tiles: this thread's epilogue operands (scales, zeros, bias of its 8-channel chunks; its tokens' scale
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
   // consumer warpgroup or the second CTA on the SM, whose wgmmas overlap this warpgroup's loads and dequantization.
   for (int i = 0; i < nkt; ++i) {
     const int s = i % T::kStages;
-    ptx::mbar_wait(&full[s], (i / T::kStages) & 1);
+    mbar_wait(&full[s], (i / T::kStages) & 1);
     uint32_t a[T::kRowTiles][4][4];
 #pragma unroll
     for (int mi = 0; mi < T::kRowTiles; ++mi)
@@ -233,7 +233,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
                                                                       desc + uint64_t(step * 32 >> 4));
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
-    if (tid == 0) ptx::mbar_arrive(&empty[s]);  // this stage's tiles are fully consumed
+    if (tid == 0) mbar_arrive(&empty[s]);  // this stage's tiles are fully consumed
   }
 
   // Accumulator fragment: acc[mi][4j + e]: row 16*warp + g (+8 for e >= 2), token 8j + 2t + (e & 1).

@@ -142,13 +142,13 @@ __global__ void __launch_bounds__(T::kThreads, 1)
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < T::kStages; ++s) {
-      ptx::mbar_init(&full[s], 1);
-      ptx::mbar_init(&empty[s], T::kConsumers);
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], T::kConsumers);
     }
-    ptx::fence_barrier_init();
+    mbar_fence_init();
   }
   __syncthreads();
-  ptx::launch_dependents();  // see qgemm_kernel
+  launch_dependents();  // see qgemm_kernel
 
   if (wg == T::kConsumers) {
     ptx::setmaxnreg_dec<40>();
@@ -159,21 +159,21 @@ __global__ void __launch_bounds__(T::kThreads, 1)
       auto load_weights = [&](const uint8_t* base, int kt, int s) {
 #pragma unroll
         for (int t = 0; t < T::kRowTiles * T::kConsumers; ++t)
-          ptx::bulk_load(w_smem + s * T::kWBytes + t * T::kWTileBytes,
-                         base + (size_t(t) * p.k_tiles + kt) * T::kWTileBytes, T::kWTileBytes, &full[s]);
+          bulk_g2s(w_smem + s * T::kWBytes + t * T::kWTileBytes, base + (size_t(t) * p.k_tiles + kt) * T::kWTileBytes,
+                   T::kWTileBytes, &full[s]);
       };
       // Unlike the decode kernels, no weights before the wait: with 16 KB activation tiles the activation-first
       // order is worth more than an early weight stream (rounds 3-4).
       int n_block, m_block;
-      ptx::grid_dependency_wait();
+      grid_dependency_wait();
       int it = 0;  // k-tiles issued so far over all tiles: the ring position and phase
       for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         detail::tile_coords(tile, n_blocks, m_blocks, n_block, m_block);
         const uint8_t* base = w_base(n_block);
         for (int kt = 0; kt < p.k_tiles; ++kt, ++it) {
           const int s = it % T::kStages;
-          ptx::mbar_wait(&empty[s], ((it / T::kStages) & 1) ^ 1);
-          ptx::mbar_arrive_expect_tx(&full[s], T::kStageBytes);
+          mbar_wait(&empty[s], ((it / T::kStages) & 1) ^ 1);
+          mbar_arrive_expect_tx(&full[s], T::kStageBytes);
           ptx::tma_load_2d(act_smem + s * T::kActBytes, &act_map, kt * 128, m_block * T::kTokens, &full[s]);
           load_weights(base, kt, s);
         }
@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(T::kThreads, 1)
     return;
   }
 
-  ptx::grid_dependency_wait();
+  grid_dependency_wait();
   ptx::setmaxnreg_inc<232>();
   const int warp = tid / 32, g = (tid % 32) / 4;
   uint8_t* epi = epi_smem + wg * T::kEpiBytes;
@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(T::kThreads, 1)
     // Main loop: as qgemm_kernel (each stage's wgmmas retired before the next stage's fragments are written).
     for (int kt = 0; kt < p.k_tiles; ++kt, ++it) {
       const int s = it % T::kStages;
-      ptx::mbar_wait(&full[s], (it / T::kStages) & 1);
+      mbar_wait(&full[s], (it / T::kStages) & 1);
       uint32_t a[T::kRowTiles][4][4];
 #pragma unroll
       for (int mi = 0; mi < T::kRowTiles; ++mi)
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(T::kThreads, 1)
                                                                         desc + uint64_t(step * 32 >> 4));
       ptx::wgmma_commit();
       ptx::wgmma_wait<0>();
-      if (tid == 0) ptx::mbar_arrive(&empty[s]);
+      if (tid == 0) mbar_arrive(&empty[s]);
     }
 
     // Epilogue of this warpgroup's channels, specialized so that the common case (no residual) carries no

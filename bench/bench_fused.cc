@@ -1,9 +1,11 @@
 // Fused elementwise kernels of a W4A8 layer: RMSNorm + int8 quantization (fp16 and bf16 residual stream) and SwiGLU +
-// int8 quantization, Llama-3-8B (hidden 4096, intermediate 14336) and SmolLM2 (576, 1536) shapes. Bytes = input read
-// + codes written + scales and row sums written; inputs rotated over >= 512 MB so they are not L2-resident; median of
-// graph replays. Baselines in the same process: v2 (the previous kernels), copy_shaped (a kernel that reads the same
-// input bytes and writes the same code bytes, no arithmetic) and cudaMemcpyAsync D2D of the same total bytes (half
-// read, half written). Last, the default launch configurations at M = 8192. Usage: bench_fused [--no-sweep]
+// int8 quantization, Llama-3-8B (hidden 4096, intermediate 14336), SmolLM2 (576, 1536) and in-between shapes. Bytes
+// = input read + codes written + scales and row sums written; inputs rotated over >= 512 MB so they are not
+// L2-resident; median of graph replays. Per shape: the public entry point (which picks v2 or v4 by shape), v4 (the
+// pipelined kernels, default configuration) and v2 forced, in the same process, with copy_shaped (a kernel that reads
+// the same input bytes and writes the same code bytes, no arithmetic) and cudaMemcpyAsync D2D of the same total bytes
+// (half read, half written) as references. Last, the default launch configurations at M = 8192.
+// Usage: bench_fused [--no-sweep]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -86,8 +88,10 @@ struct Case {
   }
 };
 
-// Times the fused kernel of case c under cfg (nullptr: the public entry point; v2: the previous kernels).
-double time_kernel(const Buffers& b, const Case& c, const qf::Config* cfg, bool v2, qf::Config* used = nullptr) {
+// Times the fused kernel of case c under cfg (nullptr: the public entry point; v2: the previous kernels; direct: the
+// direct-load kernels under cfg).
+double time_kernel(const Buffers& b, const Case& c, const qf::Config* cfg, bool v2, qf::Config* used = nullptr,
+                   bool direct = false) {
   const int copies = c.copies(b.pool);
   bool ok = true;
   const double us = time_graph(
@@ -98,6 +102,8 @@ double time_kernel(const Buffers& b, const Case& c, const qf::Config* cfg, bool 
         if (c.kind == kSilu) {
           if (v2)
             qf::silu_mul_quantize_v2(gu, c.M, c.K, b.codes, b.scales, b.sums, s);
+          else if (direct)
+            ok = ok && qf::silu_mul_quantize_direct(*cfg, gu, c.M, c.K, b.codes, b.scales, b.sums, s).warps > 0;
           else if (cfg) {
             const qf::Config u = qf::silu_mul_quantize_cfg(*cfg, gu, c.M, c.K, b.codes, b.scales, b.sums, s);
             ok = ok && u.warps > 0;
@@ -107,6 +113,10 @@ double time_kernel(const Buffers& b, const Case& c, const qf::Config* cfg, bool 
         } else {
           if (v2)
             qf::rmsnorm_quantize_v2(x, bf16, c.M, c.K, b.w, 1e-5f, b.codes, b.scales, b.sums, nullptr, s);
+          else if (direct)
+            ok = ok &&
+                 qf::rmsnorm_quantize_direct(*cfg, x, bf16, c.M, c.K, b.w, 1e-5f, b.codes, b.scales, b.sums, nullptr, s)
+                         .warps > 0;
           else if (cfg) {
             const qf::Config u =
                 qf::rmsnorm_quantize_cfg(*cfg, x, bf16, c.M, c.K, b.w, 1e-5f, b.codes, b.scales, b.sums, nullptr, s);
@@ -157,22 +167,31 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&b.w, 16384 * 2));
   CK(cudaMemset(b.w, 0x3C, 16384 * 2));
 
-  std::printf("%-13s %5s %5s | %8s %7s %5s %5s %5s | %8s %5s %5s | %7s %7s | %6s\n", "kernel", "K", "M", "v4 us",
-              "GB/s", "/cpy", "/mcp", "/4.24", "v2 us", "/cpy", "/4.24", "cpy us", "mcp us", "v4/v2");
-  for (Kind kind : {kRmsFp16, kRmsBf16, kSilu}) {
-    for (int K : {kind == kSilu ? 14336 : 4096, kind == kSilu ? 1536 : 576}) {
-      for (int M : {1, 16, 256, 1024, 4096, 8192}) {
-        const Case c{kind, M, K};
-        const double bytes = double(c.in_bytes() + c.out_bytes());
-        const double t4 = time_kernel(b, c, nullptr, false), t2 = time_kernel(b, c, nullptr, true);
-        const double tc = time_copy_shaped(b, c), tm = time_memcpy(b, c);
-        const double bw4 = bytes / t4 * 1e6, bw2 = bytes / t2 * 1e6;
-        const double bwc = double(c.in_bytes() + size_t(M) * K) / tc * 1e6;
-        const double bwm = double((c.in_bytes() + c.out_bytes()) / 2 * 2) / tm * 1e6;
-        std::printf("%-13s %5d %5d | %8.2f %7.1f %5.2f %5.2f %5.2f | %8.2f %5.2f %5.2f | %7.2f %7.2f | %6.2f\n",
-                    kind_name(kind), K, M, t4, bw4 * 1e-9, bw4 / bwc, bw4 / bwm, bw4 / kPeak, t2, bw2 / bwc,
-                    bw2 / kPeak, tc, tm, t2 / t4);
-      }
+  // pub/best: the public entry point against the fastest of the three forced paths (1.00 = the dispatch chose right);
+  // v2/v4, v2/dir: speed-ups over v2.
+  std::printf("%-13s %5s %5s | %8s %3s %7s %5s %5s | %8s %8s %8s | %5s %6s | %7s %7s | %8s\n", "kernel", "K", "M",
+              "pub us", "via", "GB/s", "/mcp", "/4.24", "v4 us", "v2 us", "dir us", "v2/v4", "v2/dir", "cpy us",
+              "mcp us", "pub/best");
+  struct Shape {
+    Kind kind;
+    int K;
+  };
+  const Shape shapes[] = {{kRmsFp16, 576},  {kRmsFp16, 1024}, {kRmsFp16, 2048}, {kRmsFp16, 4096}, {kRmsBf16, 576},
+                          {kRmsBf16, 4096}, {kSilu, 1536},    {kSilu, 8192},    {kSilu, 14336}};
+  const qf::Config dflt{};
+  for (const Shape& sh : shapes) {
+    for (int M : {1, 16, 64, 256, 512, 1024, 2048, 4096, 8192}) {
+      const Case c{sh.kind, M, sh.K};
+      const double bytes = double(c.in_bytes() + c.out_bytes());
+      const double tp = time_kernel(b, c, nullptr, false), t4 = time_kernel(b, c, &dflt, false),
+                   t2 = time_kernel(b, c, nullptr, true), td = time_kernel(b, c, &dflt, false, nullptr, true);
+      const double tc = time_copy_shaped(b, c), tm = time_memcpy(b, c);
+      const bool via_v2 = sh.kind == kSilu ? qf::silu_mul_prefers_v2(M, sh.K) : qf::rmsnorm_prefers_v2(M, sh.K);
+      const double bwp = bytes / tp * 1e6, bwm = double((c.in_bytes() + c.out_bytes()) / 2 * 2) / tm * 1e6;
+      std::printf(
+          "%-13s %5d %5d | %8.2f %3s %7.1f %5.2f %5.2f | %8.2f %8.2f %8.2f | %5.2f %6.2f | %7.2f %7.2f | %8.2f\n",
+          kind_name(sh.kind), sh.K, M, tp, via_v2 ? "v2" : "v4", bwp * 1e-9, bwp / bwm, bwp / kPeak, t4, t2, td,
+          t2 / t4, t2 / td, tc, tm, tp / std::min(std::min(t2, t4), td));
     }
   }
   if (!sweep) return 0;

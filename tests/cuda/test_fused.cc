@@ -3,9 +3,10 @@
 // against the double-precision value within 4 ulp), then ref::quantize_activations(y): codes, scale bits and sums
 // bit-exact. SwiGLU: y = g / (1 + exp(-g)) * u on the CPU with std::exp: the GPU's expf is within 2 ulp, so codes may
 // differ by one at rounding boundaries: at most 1e-4 of them, none by more than one; scales within 1e-6.
-// Every shape runs through the public entry point (default launch configuration) and the explicit configurations the
-// benchmark sweeps (fused::*_cfg), including odd vector counts, K % 16 != 0 (8-byte code stores) and rows per CTA
-// beyond the shared-memory ring (refills and phase flips).
+// Every shape runs through the public entry point, which picks v2 or the pipelined kernels by shape (both sides of the
+// crossover are covered and checked to be), and each path is also forced: v2 directly, the pipelined kernels with
+// their default and with the explicit configurations the benchmark sweeps (fused::*_cfg), including odd vector
+// counts, K % 16 != 0 (8-byte code stores) and rows per CTA beyond the shared-memory ring (refills and phase flips).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -53,14 +54,28 @@ std::vector<float> random_row_values(int M, int K, std::mt19937& rng) {
   return x;
 }
 
-std::string cfg_name(const cuda::fused::Config& c) {
+// Which kernel a case runs: the public entry point (its own choice), v2, the direct-load kernels, or the pipelined
+// kernels under cfg.
+struct Path {
+  const cuda::fused::Config* cfg = nullptr;
+  bool v2 = false;
+  bool direct = false;
+};
+const cuda::fused::Config kDefaultCfg{};  // default configuration
+const Path kPublic{}, kV2{nullptr, true}, kPipelined{&kDefaultCfg}, kDirect{&kDefaultCfg, false, true};
+
+std::string path_name(const Path& p) {
+  if (p.v2) return " v2";
+  if (p.direct) return " direct";
+  if (!p.cfg) return " public";
+  const cuda::fused::Config& c = *p.cfg;
   return " cfg " + std::to_string(c.warps) + "w" + std::to_string(c.vecs) + "v" + std::to_string(c.ctas_per_sm) + "c" +
          std::to_string(c.stages) + "s";
 }
 
-void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed, const cuda::fused::Config* cfg = nullptr) {
+void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed, const Path& path = kPublic) {
   SCOPED_TRACE("rmsnorm M" + std::to_string(M) + " K" + std::to_string(K) + (bf16 ? " bf16" : " fp16") +
-               (cfg ? cfg_name(*cfg) : std::string()));
+               path_name(path));
   std::mt19937 rng{uint32_t(seed)};
   std::vector<float> xf = random_row_values(M, K, rng);
   std::vector<uint16_t> x(xf.size());
@@ -76,9 +91,15 @@ void run_rmsnorm(int M, int K, bool bf16, bool weight, uint64_t seed, const cuda
   DevBuf<float> scales(M), inv(M);
   DevBuf<int32_t> sums(M);
   codes.poison(), scales.poison(), sums.poison(), inv.poison();
-  if (cfg) {
-    const cuda::fused::Config used = cuda::fused::rmsnorm_quantize_cfg(*cfg, dx.p, bf16, M, K, weight ? dw.p : nullptr,
-                                                                       eps, codes.p, scales.p, sums.p, inv.p);
+  if (path.v2) {
+    cuda::fused::rmsnorm_quantize_v2(dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
+  } else if (path.direct) {
+    const cuda::fused::Config used = cuda::fused::rmsnorm_quantize_direct(
+        *path.cfg, dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
+    ASSERT_GT(used.warps, 0) << "configuration not launched";
+  } else if (path.cfg) {
+    const cuda::fused::Config used = cuda::fused::rmsnorm_quantize_cfg(
+        *path.cfg, dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
     ASSERT_GT(used.warps, 0) << "configuration not launched";
   } else {
     cuda::rmsnorm_quantize(dx.p, bf16, M, K, weight ? dw.p : nullptr, eps, codes.p, scales.p, sums.p, inv.p);
@@ -130,6 +151,25 @@ TEST(Fused, RmsNormQuantize) {
       run_rmsnorm(M, 576, bf16, true, 200 + M);
     }
   }
+  // The public shapes above reach both kernels.
+  EXPECT_TRUE(cuda::fused::rmsnorm_prefers_v2(1, 576));
+  EXPECT_FALSE(cuda::fused::rmsnorm_prefers_v2(8192, 576));
+}
+
+// Each path forced at the shapes where the public entry point would pick the other one, and at edge shapes.
+TEST(Fused, RmsNormQuantizeEachPath) {
+  for (bool bf16 : {false, true}) {
+    for (const Path& p : {kV2, kPipelined, kDirect}) {
+      for (int M : {1, 16, 256, 1024, 8192}) run_rmsnorm(M, 576, bf16, true, 500 + M, p);
+      for (int M : {1, 64, 1024}) run_rmsnorm(M, 4096, bf16, true, 600 + M, p);
+      run_rmsnorm(300, 4096, bf16, false, 3, p);
+      run_rmsnorm(5, 16384, bf16, true, 5, p);
+      run_rmsnorm(3, 8, bf16, true, 6, p);
+      run_rmsnorm(9, 24, bf16, true, 9, p);
+      run_rmsnorm(700, 1000, bf16, true, 10, p);
+      run_rmsnorm(3000, 2048, bf16, true, 11, p);
+    }
+  }
 }
 
 TEST(Fused, RmsNormQuantizeConfigs) {
@@ -138,13 +178,14 @@ TEST(Fused, RmsNormQuantizeConfigs) {
   const Config cfgs[] = {{2, 8, 4, 2}, {4, 4, 4, 6},  {4, 4, 2, 1},  {8, 2, 2, 3},
                          {4, 2, 8, 8}, {16, 4, 1, 2}, {1, 4, 16, 4}, {8, 4, 1, 8}};
   for (const Config& c : cfgs) {
-    if (4096 / 8 <= 32 * c.warps * c.vecs) run_rmsnorm(1000, 4096, false, true, 300 + c.stages, &c);
-    run_rmsnorm(1000, 1024, true, false, 400 + c.stages, &c);
+    const Path p{&c, false};
+    if (4096 / 8 <= 32 * c.warps * c.vecs) run_rmsnorm(1000, 4096, false, true, 300 + c.stages, p);
+    run_rmsnorm(1000, 1024, true, false, 400 + c.stages, p);
   }
 }
 
-void run_silu(int M, int I, uint64_t seed, const cuda::fused::Config* cfg = nullptr) {
-  SCOPED_TRACE("silu M" + std::to_string(M) + " I" + std::to_string(I) + (cfg ? cfg_name(*cfg) : std::string()));
+void run_silu(int M, int I, uint64_t seed, const Path& path = kPublic) {
+  SCOPED_TRACE("silu M" + std::to_string(M) + " I" + std::to_string(I) + path_name(path));
   std::mt19937 rng{uint32_t(seed)};
   std::vector<float> gf = random_row_values(M, 2 * I, rng);
   std::vector<uint16_t> gu(gf.size());
@@ -154,8 +195,15 @@ void run_silu(int M, int I, uint64_t seed, const cuda::fused::Config* cfg = null
   DevBuf<float> scales(M);
   DevBuf<int32_t> sums(M);
   codes.poison(), scales.poison(), sums.poison();
-  if (cfg) {
-    const cuda::fused::Config used = cuda::fused::silu_mul_quantize_cfg(*cfg, dgu.p, M, I, codes.p, scales.p, sums.p);
+  if (path.v2) {
+    cuda::fused::silu_mul_quantize_v2(dgu.p, M, I, codes.p, scales.p, sums.p);
+  } else if (path.direct) {
+    const cuda::fused::Config used =
+        cuda::fused::silu_mul_quantize_direct(*path.cfg, dgu.p, M, I, codes.p, scales.p, sums.p);
+    ASSERT_GT(used.warps, 0) << "configuration not launched";
+  } else if (path.cfg) {
+    const cuda::fused::Config used =
+        cuda::fused::silu_mul_quantize_cfg(*path.cfg, dgu.p, M, I, codes.p, scales.p, sums.p);
     ASSERT_GT(used.warps, 0) << "configuration not launched";
   } else {
     cuda::silu_mul_quantize(dgu.p, M, I, codes.p, scales.p, sums.p);
@@ -201,14 +249,45 @@ TEST(Fused, SiluMulQuantize) {
   run_silu(900, 1544, 18);  // I % 16 != 0: 8-byte code stores
   for (int M : {16, 256, 1024}) run_silu(M, 14336, 100 + M);
   for (int M : {1, 16, 256, 1024, 8192}) run_silu(M, 1536, 200 + M);
+  // The public shapes above reach both kernels.
+  EXPECT_TRUE(cuda::fused::silu_mul_prefers_v2(1, 1536));
+  EXPECT_FALSE(cuda::fused::silu_mul_prefers_v2(8192, 1536));
+}
+
+// The direct kernels at every instantiated (warps, vecs) shape that covers the row.
+TEST(Fused, DirectShapes) {
+  using cuda::fused::Config;
+  for (int w : {1, 2, 4, 8, 16})
+    for (int v : {2, 4}) {
+      const Config c{w, v, 0, 0};
+      const Path p{&c, false, true};
+      for (int K : {24, 576, 1000, 4096})
+        if (K / 8 <= 32 * w * v) run_rmsnorm(37, K, w % 2 == 0, true, 800 + w * 10 + v, p);
+      for (int I : {1544, 14336})
+        if (I / 8 <= 32 * w * v) run_silu(37, I, 900 + w * 10 + v, p);
+    }
+}
+
+TEST(Fused, SiluMulQuantizeEachPath) {
+  for (const Path& p : {kV2, kPipelined, kDirect}) {
+    for (int M : {1, 16, 256, 1024, 4096}) run_silu(M, 1536, 600 + M, p);
+    for (int M : {16, 512}) run_silu(M, 14336, 700 + M, p);
+    run_silu(1, 14336, 11, p);
+    run_silu(200, 14336, 13, p);
+    run_silu(700, 14336, 15, p);
+    run_silu(5, 24, 17, p);
+    run_silu(900, 1544, 18, p);
+    run_silu(300, 8192, 19, p);
+  }
 }
 
 TEST(Fused, SiluMulQuantizeConfigs) {
   using cuda::fused::Config;
   const Config cfgs[] = {{16, 4, 1, 2}, {16, 4, 1, 3}, {8, 8, 1, 3}, {8, 8, 2, 1}, {8, 4, 1, 1}};
   for (const Config& c : cfgs) {
-    if (14336 / 8 <= 32 * c.warps * c.vecs) run_silu(500, 14336, 300 + c.stages, &c);
-    run_silu(1200, 1536, 400 + c.stages, &c);
+    const Path p{&c, false};
+    if (14336 / 8 <= 32 * c.warps * c.vecs) run_silu(500, 14336, 300 + c.stages, p);
+    run_silu(1200, 1536, 400 + c.stages, p);
   }
 }
 

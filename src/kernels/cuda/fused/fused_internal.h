@@ -1,6 +1,7 @@
 // Internal entry points of the fused elementwise kernels, for the benchmark and the tests: explicit launch
-// configurations of the production kernels (norm_act_quant.cu), the previous version v2 as a same-process baseline
-// (norm_act_quant_v2.cu), and a plain kernel with the same traffic shape as the copy-bandwidth reference.
+// configurations of the pipelined kernels (v4, norm_act_quant.cu), the previous version v2 (norm_act_quant_v2.cu:
+// the public functions' path at small M, and the benchmark's baseline), the rule that picks between them, and a
+// plain kernel with the same traffic shape as the copy-bandwidth reference.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +25,19 @@ Config rmsnorm_quantize_cfg(const Config& cfg, const void* x, bool x_bf16, int M
                             AttnStream stream = nullptr);
 Config silu_mul_quantize_cfg(const Config& cfg, const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales,
                              int32_t* sums, AttnStream stream = nullptr);
+
+// Direct-load variants (norm_act_quant_direct.cu): one CTA per row, no ring; cfg.warps / cfg.vecs as above (0 = the
+// default for the row length; ctas_per_sm and stages unused). Return the shape launched, warps = 0 if none fits.
+Config rmsnorm_quantize_direct(const Config& cfg, const void* x, bool x_bf16, int M, int K, const uint16_t* weight,
+                               float eps, int8_t* codes, float* scales, int32_t* sums, float* inv_out,
+                               AttnStream stream = nullptr);
+Config silu_mul_quantize_direct(const Config& cfg, const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales,
+                                int32_t* sums, AttnStream stream = nullptr);
+
+// The path the public functions take for M rows of length K (I): true = v2 (short rows, one wave of v2's CTAs),
+// false = the pipelined kernels with their default configuration.
+bool rmsnorm_prefers_v2(int M, int K);
+bool silu_mul_prefers_v2(int M, int I);
 
 // v2 (one CTA per row, row in registers), same contract as the public functions.
 void rmsnorm_quantize_v2(const void* x, bool x_bf16, int M, int K, const uint16_t* weight, float eps, int8_t* codes,

@@ -8,6 +8,8 @@
 // Numerics are v2's: fp32, each operation rounded once as the CPU references (DESIGN §3); rne(v) for |v| <= 127 is
 // taken from the bits of v + 1.5 * 2^23 (exact, round half to even; no F2I on the conversion pipe), and the row sum
 // from the packed codes by dp4a.
+// The public entry points (end of file) still run v2 where it is faster: short rows at up to one wave of v2's CTAs,
+// where the ring's bulk-copy + mbarrier latency is not hidden (rmsnorm_prefers_v2, bench/NOTES_fused.md).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -21,6 +23,7 @@
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/fused/fused_internal.h"
+#include "kernels/cuda/fused/row_quant.cuh"
 #include "kernels/cuda/launch.h"
 #include "qoq/cuda_attention.h"
 
@@ -29,10 +32,11 @@ namespace fused {
 namespace {
 
 constexpr int kMaxStages = 8;
-constexpr uint32_t kMaxCopy = 16384;       // bytes per bulk copy instruction (a row takes several)
-constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: v + this rounds v to an integer, half to even
-// bits(v + magic) = 0x4B400000 + rne(v) for |v| < 2^22: the low byte is the int8 code.
+constexpr uint32_t kMaxCopy = 16384;  // bytes per bulk copy instruction (a row takes several)
 constexpr int kWarpsPerSm = 16;  // default resident warps per SM (the best of the sweeps, runs 2-4)
+// Where the public entry points run v2 instead (rmsnorm_prefers_v2): row length and rows per SM at most.
+constexpr int kRmsV2MaxK = 1024, kRmsV2RowsPerSm = 16;
+constexpr int kSiluV2MaxI = 16384, kSiluV2RowsPerSm = 4;
 
 // Thread 0 only: arms bar for `bytes` and streams them from global src into shared dst (both 16-byte aligned).
 __device__ __forceinline__ void load_row(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
@@ -45,76 +49,6 @@ __device__ __forceinline__ void load_row(void* dst, const void* src, uint32_t by
 __device__ __forceinline__ void init_ring(uint64_t* full, int stages) {
   for (int s = 0; s < stages; ++s) mbar_init(&full[s], 1);
   mbar_fence_init();
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ uint32_t warp_sum(uint32_t v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-__device__ __forceinline__ void unpack8(const uint4& r, bool bf16, float (&f)[8]) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (bf16) {
-      f[2 * j] = __uint_as_float(w[j] << 16);
-      f[2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
-    } else {
-      const float2 t = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
-      f[2 * j] = t.x;
-      f[2 * j + 1] = t.y;
-    }
-  }
-}
-
-// Thread tid's vector v of a row: pairs of adjacent 16-byte input vectors, so that the 16 codes of a pair leave in
-// one 16-byte store.
-template <int TC>
-__device__ __forceinline__ int vec_index(int v, int tid) {
-  return (v / 2) * 2 * TC + 2 * tid + (v % 2);
-}
-
-// Quantizes y (the thread's vectors) with multiplier mul, stores the codes of the row and returns the sum of the
-// thread's codes (one dp4a per 4 packed codes; padding slots hold y = 0, code 0).
-template <int TC, int NV>
-__device__ __forceinline__ int quantize_store(const float (&y)[NV][8], float mul, int nvec, int8_t* codes_row,
-                                              bool store16) {
-  int s = 0;
-#pragma unroll
-  for (int p = 0; p < NV / 2; ++p) {
-    uint32_t word[4];
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        uint32_t b[4];
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          b[e] = __float_as_uint(__fadd_rn(__fmul_rn(y[2 * p + q][4 * h + e], mul), kRoundMagic));
-        word[2 * q + h] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
-        s = __dp4a(int(word[2 * q + h]), 0x01010101, s);
-      }
-    }
-    const int i0 = vec_index<TC>(2 * p, threadIdx.x);
-    if (store16 && i0 + 1 < nvec) {
-      *reinterpret_cast<uint4*>(codes_row + 8 * size_t(i0)) = make_uint4(word[0], word[1], word[2], word[3]);
-    } else {
-      if (i0 < nvec) *reinterpret_cast<uint2*>(codes_row + 8 * size_t(i0)) = make_uint2(word[0], word[1]);
-      if (i0 + 1 < nvec) *reinterpret_cast<uint2*>(codes_row + 8 * size_t(i0 + 1)) = make_uint2(word[2], word[3]);
-    }
-  }
-  return s;
 }
 
 // Vector slots past the row end hold y = 0 (code 0, not stored).
@@ -402,14 +336,32 @@ bool dispatch(int g, int nv, F f) {
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
-}  // namespace
-
-Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int M, int K, const uint16_t* weight,
-                            float eps, int8_t* codes, float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
+// The public contract, checked whichever kernel runs.
+void check_rmsnorm_args(const void* x, int M, int K, const uint16_t* weight, const int8_t* codes) {
   QOQ_CUDA_REQUIRE(M >= 0 && K > 0 && K % 8 == 0 && K <= 16384,
                    "rmsnorm_quantize: K must be a multiple of 8, at most 16384");
   QOQ_CUDA_REQUIRE(aligned16(x) && aligned16(weight) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
                    "rmsnorm_quantize: x and weight must be 16-byte aligned, codes 8-byte aligned");
+}
+void check_silu_args(const uint16_t* gate_up, int M, int I, const int8_t* codes) {
+  QOQ_CUDA_REQUIRE(M >= 0 && I > 0 && I % 8 == 0 && I <= 16384,
+                   "silu_mul_quantize: I must be a multiple of 8, at most 16384");
+  QOQ_CUDA_REQUIRE(aligned16(gate_up) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
+                   "silu_mul_quantize: gate_up must be 16-byte aligned, codes 8-byte aligned");
+}
+
+}  // namespace
+
+// v2 keeps its grid of one CTA per row resident in a single wave up to a few rows per SM; there its direct loads
+// have the shorter latency (no bulk copy + mbarrier round trip) and v4's ring has nothing to overlap. Beyond one
+// wave, and for long RMSNorm rows (v2's 128 threads then run long serial chains per row), v4 is faster. The
+// thresholds are the measured crossovers (bench_fused, bench/NOTES_fused.md), in rows per SM.
+bool rmsnorm_prefers_v2(int M, int K) { return K <= kRmsV2MaxK && M <= kRmsV2RowsPerSm * sm_count(); }
+bool silu_mul_prefers_v2(int M, int I) { return I <= kSiluV2MaxI && M <= kSiluV2RowsPerSm * sm_count(); }
+
+Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int M, int K, const uint16_t* weight,
+                            float eps, int8_t* codes, float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
+  check_rmsnorm_args(x, M, K, weight, codes);
   const Config shape = choose_shape(M, K / 8, want);
   if (K / 8 > 32 * shape.warps * shape.vecs) return Config{};
   if (M == 0) return shape;
@@ -435,10 +387,7 @@ Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int 
 
 Config silu_mul_quantize_cfg(const Config& want, const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales,
                              int32_t* sums, AttnStream stream) {
-  QOQ_CUDA_REQUIRE(M >= 0 && I > 0 && I % 8 == 0 && I <= 16384,
-                   "silu_mul_quantize: I must be a multiple of 8, at most 16384");
-  QOQ_CUDA_REQUIRE(aligned16(gate_up) && (reinterpret_cast<uintptr_t>(codes) & 7) == 0,
-                   "silu_mul_quantize: gate_up must be 16-byte aligned, codes 8-byte aligned");
+  check_silu_args(gate_up, M, I, codes);
   const Config shape = choose_shape(M, I / 8, want);
   if (I / 8 > 32 * shape.warps * shape.vecs) return Config{};
   if (M == 0) return shape;
@@ -461,6 +410,11 @@ Config silu_mul_quantize_cfg(const Config& want, const uint16_t* gate_up, int M,
 
 void rmsnorm_quantize(const void* x, bool x_bf16, int M, int K, const uint16_t* weight, float eps, int8_t* codes,
                       float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
+  fused::check_rmsnorm_args(x, M, K, weight, codes);
+  if (fused::rmsnorm_prefers_v2(M, K)) {
+    fused::rmsnorm_quantize_v2(x, x_bf16, M, K, weight, eps, codes, scales, sums, inv_out, stream);
+    return;
+  }
   const fused::Config c =
       fused::rmsnorm_quantize_cfg(fused::Config{}, x, x_bf16, M, K, weight, eps, codes, scales, sums, inv_out, stream);
   QOQ_CUDA_REQUIRE(c.warps > 0, "rmsnorm_quantize: no launch configuration fits");
@@ -468,6 +422,11 @@ void rmsnorm_quantize(const void* x, bool x_bf16, int M, int K, const uint16_t* 
 
 void silu_mul_quantize(const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales, int32_t* sums,
                        AttnStream stream) {
+  fused::check_silu_args(gate_up, M, I, codes);
+  if (fused::silu_mul_prefers_v2(M, I)) {
+    fused::silu_mul_quantize_v2(gate_up, M, I, codes, scales, sums, stream);
+    return;
+  }
   const fused::Config c = fused::silu_mul_quantize_cfg(fused::Config{}, gate_up, M, I, codes, scales, sums, stream);
   QOQ_CUDA_REQUIRE(c.warps > 0, "silu_mul_quantize: no launch configuration fits");
 }

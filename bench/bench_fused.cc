@@ -1,10 +1,11 @@
 // Fused elementwise kernels of a W4A8 layer: RMSNorm + int8 quantization (fp16 and bf16 residual stream) and SwiGLU +
-// int8 quantization, Llama-3-8B (hidden 4096, intermediate 14336), SmolLM2 (576, 1536) and in-between shapes. Bytes
-// = input read + codes written + scales and row sums written; inputs rotated over >= 512 MB so they are not
-// L2-resident; median of graph replays. Per shape: the public entry point (which picks v2 or v4 by shape), v4 (the
-// pipelined kernels, default configuration) and v2 forced, in the same process, with copy_shaped (a kernel that reads
-// the same input bytes and writes the same code bytes, no arithmetic) and cudaMemcpyAsync D2D of the same total bytes
-// (half read, half written) as references. Last, the default launch configurations at M = 8192.
+// int8 quantization, Llama-3-8B (hidden 4096, intermediate 14336), SmolLM2 (576, 1536), Llama-3-70B hidden (8192)
+// and in-between shapes. Bytes = input read + codes written + scales and row sums written; inputs rotated over
+// >= 512 MB so they are not L2-resident; median of graph replays. Per shape, in one process: v4 (the pipelined ring
+// kernels), v2 (the previous kernels, the baseline) and the direct-load kernels forced, each in its default
+// configuration, then the public entry point (which picks direct or v4 by shape), with copy_shaped (a kernel that
+// reads the same input bytes and writes the same code bytes, no arithmetic) and cudaMemcpyAsync D2D of the same
+// total bytes (half read, half written) as references. Last, the ring's default configurations at M = 8192.
 // Usage: bench_fused [--no-sweep]
 #include <cuda_runtime.h>
 
@@ -176,21 +177,21 @@ int main(int argc, char** argv) {
     Kind kind;
     int K;
   };
-  const Shape shapes[] = {{kRmsFp16, 576},  {kRmsFp16, 1024}, {kRmsFp16, 2048}, {kRmsFp16, 4096}, {kRmsBf16, 576},
-                          {kRmsBf16, 4096}, {kSilu, 1536},    {kSilu, 8192},    {kSilu, 14336}};
+  const Shape shapes[] = {{kRmsFp16, 576}, {kRmsFp16, 1024}, {kRmsFp16, 2048}, {kRmsFp16, 4096}, {kRmsFp16, 8192},
+                          {kRmsBf16, 576}, {kRmsBf16, 4096}, {kSilu, 1536},    {kSilu, 8192},    {kSilu, 14336}};
   const qf::Config dflt{};
   for (const Shape& sh : shapes) {
     for (int M : {1, 16, 64, 256, 512, 1024, 2048, 4096, 8192}) {
       const Case c{sh.kind, M, sh.K};
       const double bytes = double(c.in_bytes() + c.out_bytes());
-      const double tp = time_kernel(b, c, nullptr, false), t4 = time_kernel(b, c, &dflt, false),
-                   t2 = time_kernel(b, c, nullptr, true), td = time_kernel(b, c, &dflt, false, nullptr, true);
+      const double t4 = time_kernel(b, c, &dflt, false), t2 = time_kernel(b, c, nullptr, true),
+                   td = time_kernel(b, c, &dflt, false, nullptr, true), tp = time_kernel(b, c, nullptr, false);
       const double tc = time_copy_shaped(b, c), tm = time_memcpy(b, c);
-      const bool via_v2 = sh.kind == kSilu ? qf::silu_mul_prefers_v2(M, sh.K) : qf::rmsnorm_prefers_v2(M, sh.K);
+      const bool direct = sh.kind == kSilu ? qf::silu_mul_uses_direct(M, sh.K) : qf::rmsnorm_uses_direct(M, sh.K);
       const double bwp = bytes / tp * 1e6, bwm = double((c.in_bytes() + c.out_bytes()) / 2 * 2) / tm * 1e6;
       std::printf(
           "%-13s %5d %5d | %8.2f %3s %7.1f %5.2f %5.2f | %8.2f %8.2f %8.2f | %5.2f %6.2f | %7.2f %7.2f | %8.2f\n",
-          kind_name(sh.kind), sh.K, M, tp, via_v2 ? "v2" : "v4", bwp * 1e-9, bwp / bwm, bwp / kPeak, t4, t2, td,
+          kind_name(sh.kind), sh.K, M, tp, direct ? "dir" : "v4", bwp * 1e-9, bwp / bwm, bwp / kPeak, t4, t2, td,
           t2 / t4, t2 / td, tc, tm, tp / std::min(std::min(t2, t4), td));
     }
   }

@@ -152,8 +152,8 @@ TEST(Fused, RmsNormQuantize) {
     }
   }
   // The public shapes above reach both kernels.
-  EXPECT_TRUE(cuda::fused::rmsnorm_prefers_v2(1, 576));
-  EXPECT_FALSE(cuda::fused::rmsnorm_prefers_v2(8192, 576));
+  EXPECT_TRUE(cuda::fused::rmsnorm_uses_direct(1, 576));
+  EXPECT_FALSE(cuda::fused::rmsnorm_uses_direct(8192, 4096));
 }
 
 // Each path forced at the shapes where the public entry point would pick the other one, and at edge shapes.
@@ -247,11 +247,11 @@ TEST(Fused, SiluMulQuantize) {
   run_silu(1500, 1536, 16);
   run_silu(5, 24, 17);      // odd vector count
   run_silu(900, 1544, 18);  // I % 16 != 0: 8-byte code stores
-  for (int M : {16, 256, 1024}) run_silu(M, 14336, 100 + M);
+  for (int M : {16, 256, 1024, 1500}) run_silu(M, 14336, 100 + M);
   for (int M : {1, 16, 256, 1024, 8192}) run_silu(M, 1536, 200 + M);
   // The public shapes above reach both kernels.
-  EXPECT_TRUE(cuda::fused::silu_mul_prefers_v2(1, 1536));
-  EXPECT_FALSE(cuda::fused::silu_mul_prefers_v2(8192, 1536));
+  EXPECT_TRUE(cuda::fused::silu_mul_uses_direct(1, 1536));
+  EXPECT_FALSE(cuda::fused::silu_mul_uses_direct(1500, 14336));
 }
 
 // The direct kernels at every instantiated (warps, vecs) shape that covers the row.

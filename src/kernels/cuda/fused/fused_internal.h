@@ -1,7 +1,8 @@
 // Internal entry points of the fused elementwise kernels, for the benchmark and the tests: explicit launch
-// configurations of the pipelined kernels (v4, norm_act_quant.cu), the previous version v2 (norm_act_quant_v2.cu:
-// the public functions' path at small M, and the benchmark's baseline), the rule that picks between them, and a
-// plain kernel with the same traffic shape as the copy-bandwidth reference.
+// configurations of the pipelined kernels (v4, norm_act_quant.cu) and of the direct-load kernels
+// (norm_act_quant_direct.cu), the rule by which the public functions pick one of the two, the previous version v2
+// (norm_act_quant_v2.cu) as the benchmark's baseline, and a plain kernel with the same traffic shape as the
+// copy-bandwidth reference.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,12 +35,12 @@ Config rmsnorm_quantize_direct(const Config& cfg, const void* x, bool x_bf16, in
 Config silu_mul_quantize_direct(const Config& cfg, const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales,
                                 int32_t* sums, AttnStream stream = nullptr);
 
-// The path the public functions take for M rows of length K (I): true = v2 (short rows, one wave of v2's CTAs),
-// false = the pipelined kernels with their default configuration.
-bool rmsnorm_prefers_v2(int M, int K);
-bool silu_mul_prefers_v2(int M, int I);
+// The path the public functions take for M rows of length K (I): true = the direct kernels, false = the pipelined
+// ones, each with its default configuration.
+bool rmsnorm_uses_direct(int M, int K);
+bool silu_mul_uses_direct(int M, int I);
 
-// v2 (one CTA per row, row in registers), same contract as the public functions.
+// v2 (one CTA per row, row in registers; the benchmark's baseline), same contract as the public functions.
 void rmsnorm_quantize_v2(const void* x, bool x_bf16, int M, int K, const uint16_t* weight, float eps, int8_t* codes,
                          float* scales, int32_t* sums, float* inv_out = nullptr, AttnStream stream = nullptr);
 void silu_mul_quantize_v2(const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales, int32_t* sums,

@@ -8,8 +8,8 @@
 // Numerics are v2's: fp32, each operation rounded once as the CPU references (DESIGN §3); rne(v) for |v| <= 127 is
 // taken from the bits of v + 1.5 * 2^23 (exact, round half to even; no F2I on the conversion pipe), and the row sum
 // from the packed codes by dp4a.
-// The public entry points (end of file) still run v2 where it is faster: short rows at up to one wave of v2's CTAs,
-// where the ring's bulk-copy + mbarrier latency is not hidden (rmsnorm_prefers_v2, bench/NOTES_fused.md).
+// The public entry points (end of file) run the direct-load kernels (norm_act_quant_direct.cu) instead where they are
+// faster: up to a number of rows that falls with the row length (rmsnorm_uses_direct, bench/NOTES_fused.md).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -34,9 +34,22 @@ namespace {
 constexpr int kMaxStages = 8;
 constexpr uint32_t kMaxCopy = 16384;  // bytes per bulk copy instruction (a row takes several)
 constexpr int kWarpsPerSm = 16;  // default resident warps per SM (the best of the sweeps, runs 2-4)
-// Where the public entry points run v2 instead (rmsnorm_prefers_v2): row length and rows per SM at most.
-constexpr int kRmsV2MaxK = 1024, kRmsV2RowsPerSm = 16;
-constexpr int kSiluV2MaxI = 16384, kSiluV2RowsPerSm = 4;
+
+// Where the public entry points run the direct kernels: rows of length <= max_len, at most max_rows of them. The
+// crossovers measured against the ring (bench_fused, session 4); a row length between two measured ones takes the
+// entry of the longer (longer rows reach the ring's advantage at fewer rows, so this errs toward the ring).
+struct DirectLimit {
+  int max_len, max_rows;
+};
+constexpr DirectLimit kRmsDirect[] = {{1024, 8192}, {2048, 8192}, {4096, 2048}, {16384, 1024}};
+constexpr DirectLimit kSiluDirect[] = {{1536, 8192}, {8192, 4096}, {16384, 1024}};
+
+template <size_t N>
+bool within(const DirectLimit (&t)[N], int M, int len) {
+  for (const DirectLimit& d : t)
+    if (len <= d.max_len) return M <= d.max_rows;
+  return false;
+}
 
 // Thread 0 only: arms bar for `bytes` and streams them from global src into shared dst (both 16-byte aligned).
 __device__ __forceinline__ void load_row(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
@@ -352,12 +365,11 @@ void check_silu_args(const uint16_t* gate_up, int M, int I, const int8_t* codes)
 
 }  // namespace
 
-// v2 keeps its grid of one CTA per row resident in a single wave up to a few rows per SM; there its direct loads
-// have the shorter latency (no bulk copy + mbarrier round trip) and v4's ring has nothing to overlap. Beyond one
-// wave, and for long RMSNorm rows (v2's 128 threads then run long serial chains per row), v4 is faster. The
-// thresholds are the measured crossovers (bench_fused, bench/NOTES_fused.md), in rows per SM.
-bool rmsnorm_prefers_v2(int M, int K) { return K <= kRmsV2MaxK && M <= kRmsV2RowsPerSm * sm_count(); }
-bool silu_mul_prefers_v2(int M, int I) { return I <= kSiluV2MaxI && M <= kSiluV2RowsPerSm * sm_count(); }
+// The direct kernels have the shorter latency per row (no bulk copy + mbarrier round trip); the ring keeps loads in
+// flight while a CTA computes, which wins once there are enough rows: few rows per SM for long rows (the direct
+// kernels then fit only 2-5 CTAs per SM), many for short ones.
+bool rmsnorm_uses_direct(int M, int K) { return within(kRmsDirect, M, K); }
+bool silu_mul_uses_direct(int M, int I) { return within(kSiluDirect, M, I); }
 
 Config rmsnorm_quantize_cfg(const Config& want, const void* x, bool x_bf16, int M, int K, const uint16_t* weight,
                             float eps, int8_t* codes, float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
@@ -411,23 +423,21 @@ Config silu_mul_quantize_cfg(const Config& want, const uint16_t* gate_up, int M,
 void rmsnorm_quantize(const void* x, bool x_bf16, int M, int K, const uint16_t* weight, float eps, int8_t* codes,
                       float* scales, int32_t* sums, float* inv_out, AttnStream stream) {
   fused::check_rmsnorm_args(x, M, K, weight, codes);
-  if (fused::rmsnorm_prefers_v2(M, K)) {
-    fused::rmsnorm_quantize_v2(x, x_bf16, M, K, weight, eps, codes, scales, sums, inv_out, stream);
-    return;
-  }
-  const fused::Config c =
-      fused::rmsnorm_quantize_cfg(fused::Config{}, x, x_bf16, M, K, weight, eps, codes, scales, sums, inv_out, stream);
+  const fused::Config c = fused::rmsnorm_uses_direct(M, K)
+                              ? fused::rmsnorm_quantize_direct(fused::Config{}, x, x_bf16, M, K, weight, eps, codes,
+                                                               scales, sums, inv_out, stream)
+                              : fused::rmsnorm_quantize_cfg(fused::Config{}, x, x_bf16, M, K, weight, eps, codes,
+                                                            scales, sums, inv_out, stream);
   QOQ_CUDA_REQUIRE(c.warps > 0, "rmsnorm_quantize: no launch configuration fits");
 }
 
 void silu_mul_quantize(const uint16_t* gate_up, int M, int I, int8_t* codes, float* scales, int32_t* sums,
                        AttnStream stream) {
   fused::check_silu_args(gate_up, M, I, codes);
-  if (fused::silu_mul_prefers_v2(M, I)) {
-    fused::silu_mul_quantize_v2(gate_up, M, I, codes, scales, sums, stream);
-    return;
-  }
-  const fused::Config c = fused::silu_mul_quantize_cfg(fused::Config{}, gate_up, M, I, codes, scales, sums, stream);
+  const fused::Config c =
+      fused::silu_mul_uses_direct(M, I)
+          ? fused::silu_mul_quantize_direct(fused::Config{}, gate_up, M, I, codes, scales, sums, stream)
+          : fused::silu_mul_quantize_cfg(fused::Config{}, gate_up, M, I, codes, scales, sums, stream);
   QOQ_CUDA_REQUIRE(c.warps > 0, "silu_mul_quantize: no launch configuration fits");
 }
 

@@ -36,13 +36,14 @@ constexpr uint32_t kMaxCopy = 16384;  // bytes per bulk copy instruction (a row 
 constexpr int kWarpsPerSm = 16;  // default resident warps per SM (the best of the sweeps, runs 2-4)
 
 // Where the public entry points run the direct kernels: rows of length <= max_len, at most max_rows of them. The
-// crossovers measured against the ring (bench_fused, session 4); a row length between two measured ones takes the
-// entry of the longer (longer rows reach the ring's advantage at fewer rows, so this errs toward the ring).
+// crossovers measured against the ring (bench_fused, session 4, rounds 1-2; the last entries, unmeasured, halve the
+// one before); a row length between two entries takes the longer one's (longer rows reach the ring's advantage at
+// fewer rows, so this errs toward the ring).
 struct DirectLimit {
   int max_len, max_rows;
 };
-constexpr DirectLimit kRmsDirect[] = {{1024, 8192}, {2048, 8192}, {4096, 2048}, {16384, 1024}};
-constexpr DirectLimit kSiluDirect[] = {{1536, 8192}, {8192, 4096}, {16384, 1024}};
+constexpr DirectLimit kRmsDirect[] = {{1024, 8192}, {2048, 8192}, {4096, 2048}, {8192, 512}, {16384, 256}};
+constexpr DirectLimit kSiluDirect[] = {{1536, 8192}, {8192, 4096}, {14336, 1024}, {16384, 512}};
 
 template <size_t N>
 bool within(const DirectLimit (&t)[N], int M, int len) {

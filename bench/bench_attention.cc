@@ -4,7 +4,8 @@
 // each call reading a different copy of the cache (page tables rotate over >= 512 MB, so KV is not L2-resident).
 // Usage: bench_attention [--quick] [--v2] [--sweep] [--cases B:L,B:L,...] [--csv FILE]
 //   --v2: also the previous KV4 kernel (v2, grid of (KV head, sequence, split) CTAs) side by side;
-//   --sweep: decode_attention's knobs one at a time at each case (kernel variants, PDL, tail split, pieces).
+//   --sweep: decode_attention's knobs one at a time at each case (kernel variants, PDL, tail split, pieces);
+//   --trace FILE: per case, one more call with per-CTA timestamps (decode_trace) written to FILE as CSV.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -24,15 +25,16 @@ namespace qc = qoq::cuda;
 // Experiment knobs of decode_attention (src/kernels/cuda/attention/decode.cu; not public API).
 namespace qoq::cuda {
 void decode_tuning(const char* knob, int value);
-}
+void decode_trace(unsigned long long* buf);
+}  // namespace qoq::cuda
 
-#define CK(x)                                                                            \
-  do {                                                                                   \
-    const cudaError_t e_ = (x);                                                          \
-    if (e_ != cudaSuccess) {                                                             \
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    const cudaError_t e_ = (x);                                                               \
+    if (e_ != cudaSuccess) {                                                                  \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+      std::exit(1);                                                                           \
+    }                                                                                         \
   } while (0)
 
 namespace {
@@ -143,15 +145,17 @@ int main(int argc, char** argv) {
   bool quick = false, with_v2 = false, sweep = false, floor = true, kv4_only = false;
   int default_version = 6;  // decode_attention's default kernel for KV4 / KV8
   const char* csv_path = nullptr;
+  const char* trace_path = nullptr;
   std::vector<std::pair<int, int>> cases;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--v2")) with_v2 = true;
     if (!std::strcmp(argv[i], "--sweep")) sweep = true;
-    if (!std::strcmp(argv[i], "--no-floor")) floor = false;  // (profiling: the cases' kernels only)
+    if (!std::strcmp(argv[i], "--no-floor")) floor = false;    // (profiling: the cases' kernels only)
     if (!std::strcmp(argv[i], "--kv4-only")) kv4_only = true;  // no KV8 / fp16 / simple columns
     if (!std::strcmp(argv[i], "--version") && i + 1 < argc) default_version = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    if (!std::strcmp(argv[i], "--trace") && i + 1 < argc) trace_path = argv[++i];
     if (!std::strcmp(argv[i], "--cases") && i + 1 < argc) {
       for (char* tok = std::strtok(argv[++i], ","); tok; tok = std::strtok(nullptr, ",")) {
         int b = 0, l = 0;
@@ -175,8 +179,8 @@ int main(int argc, char** argv) {
     CK(cudaMalloc(&a, n));
     CK(cudaMalloc(&b, n));
     CK(cudaMemset(a, 1, n));
-    const double us = time_graph([&](int, cudaStream_t s) { CK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, s)); },
-                                 2, 7);
+    const double us =
+        time_graph([&](int, cudaStream_t s) { CK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, s)); }, 2, 7);
     std::printf("cudaMemcpy D2D 2 GiB (copy engine, read + write): %.2f TB/s; fractions below use 4.24 TB/s\n",
                 2.0 * n / us * 1e-6);
     CK(cudaFree(a));
@@ -199,6 +203,15 @@ int main(int argc, char** argv) {
   CK(cudaMemset(ws, 0, wsb));
   std::mt19937 rng(5);
   FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
+  FILE* trace = trace_path ? std::fopen(trace_path, "w") : nullptr;
+  constexpr size_t kTraceItems = 1 << 15, kStamps = 16;  // attn::kTraceStamps
+  unsigned long long* trace_buf = nullptr;
+  if (trace) {
+    CK(cudaMalloc(&trace_buf, kTraceItems * kStamps * sizeof(unsigned long long)));
+    std::fprintf(trace, "B,L,item,start,first_data,warp0_done,all_done,end,sm");
+    for (int k = 0; k < 5; ++k) std::fprintf(trace, ",arrive%d,done%d", k, k);
+    std::fprintf(trace, "\n");
+  }
   if (csv) std::fprintf(csv, "B,L,kv4_us,kv4_v2_us,kv8_us,fp16_us,simple_us,kv4_TBps,fp16_TBps\n");
 
   auto run = [&](const Pool& pl, const Setup& s, bool simple, int splits) {
@@ -229,8 +242,7 @@ int main(int argc, char** argv) {
   }
 
   std::printf("\n%5s %6s | %9s %9s %9s %9s %10s | %7s %6s | %7s %6s | %8s %8s %8s\n", "B", "L", "KV4 us", "v2 us",
-              "KV8 us", "FP16 us", "simple us", "KV4TB/s", "frac", "F16TB/s", "frac", "FP16/KV4", "simp/KV4",
-              "v2/KV4");
+              "KV8 us", "FP16 us", "simple us", "KV4TB/s", "frac", "F16TB/s", "frac", "FP16/KV4", "simp/KV4", "v2/KV4");
   for (const auto& [B, L] : cases) {
     const double b4 = kv_bytes(4, B, L), b16 = kv_bytes(16, B, L), b8 = kv_bytes(8, B, L);
     Setup s4 = make_setup(B, L, kv4.pages, size_t(b4), rng);
@@ -255,12 +267,38 @@ int main(int argc, char** argv) {
     // The simple kernel is slow: few calls, few replays.
     const double ts = kv4_only ? NAN : time_graph(run(kv4, s4, true, 0), 2, b4 > 2e9 ? 3 : 5);
     std::printf("%5d %6d | %9.1f %9.1f %9.1f %9.1f %10.1f | %7.2f %6.2f | %7.2f %6.2f | %8.2f %8.1f %8.2f\n", B, L, t4,
-                t2, t8, t16, ts, b4 / t4 * 1e-6, b4 / t4 * 1e6 / kCopyBw, b16 / t16 * 1e-6,
-                b16 / t16 * 1e6 / kCopyBw, t16 / t4, ts / t4, t2 / t4);
+                t2, t8, t16, ts, b4 / t4 * 1e-6, b4 / t4 * 1e6 / kCopyBw, b16 / t16 * 1e-6, b16 / t16 * 1e6 / kCopyBw,
+                t16 / t4, ts / t4, t2 / t4);
     std::fflush(stdout);
     if (csv)
       std::fprintf(csv, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f\n", B, L, t4, t2, t8, t16, ts, b4 / t4 * 1e-6,
                    b16 / t16 * 1e-6);
+    if (trace) {
+      // One call from idle with stamps (ns from the earliest CTA start); a call without stamps first.
+      cudaStream_t st;
+      CK(cudaStreamCreate(&st));
+      run(kv4, s4, false, 0)(0, st);
+      CK(cudaMemsetAsync(trace_buf, 0, kTraceItems * kStamps * sizeof(unsigned long long), st));
+      qc::decode_trace(trace_buf);
+      run(kv4, s4, false, 0)(1, st);
+      qc::decode_trace(nullptr);
+      CK(cudaStreamSynchronize(st));
+      std::vector<unsigned long long> h(kTraceItems * kStamps);
+      CK(cudaMemcpy(h.data(), trace_buf, h.size() * sizeof(h[0]), cudaMemcpyDeviceToHost));
+      CK(cudaStreamDestroy(st));
+      unsigned long long t0 = ~0ull;
+      size_t n = 0;
+      while (n < kTraceItems && h[n * kStamps]) t0 = std::min(t0, h[n * kStamps]), ++n;
+      for (size_t i = 0; i < n; ++i) {
+        const unsigned long long* r = &h[i * kStamps];
+        std::fprintf(trace, "%d,%d,%zu", B, L, i);
+        for (size_t k = 0; k < 5; ++k) std::fprintf(trace, ",%lld", r[k] ? (long long)(r[k] - t0) : -1ll);
+        std::fprintf(trace, ",%llu", r[5]);
+        for (size_t k = 6; k < kStamps; ++k) std::fprintf(trace, ",%lld", r[k] ? (long long)(r[k] - t0) : -1ll);
+        std::fprintf(trace, "\n");
+      }
+      std::fflush(trace);
+    }
     if (sweep) {
       // The knobs of decode_attention one at a time (then back to the default).
       auto knob = [&](const char* name, int value, int dflt, int splits = 0) {
@@ -277,15 +315,19 @@ int main(int argc, char** argv) {
         qc::decode_tuning(n2, d2);
         return t;
       };
-      // v6 variants (decode_tma.cuh): 0 = 3-stage ring x 4 CTAs/SM (the default), 1 = 4 stages x 3 CTAs, 2 = 0 without
-      // the lazy rescale, 3 = 2 without the shift trick.
-      std::printf("      sweep KV4 B=%d L=%d: v6 variants 1 %.1f 2 %.1f 3 %.1f | pdl %.1f", B, L, knob("variant", 1, 0),
-                  knob("variant", 2, 0), knob("variant", 3, 0), knob("pdl", 1, 0));
+      // Kernel variants (decode_tma.cuh, tma_dispatch_d): 0 = page blocks, 2 stages x 3 CTAs/SM, 1 = page blocks,
+      // 3 stages x 2 CTAs, 2 = 32-token blocks x 4 CTAs with subnormal operands, 3 = v6 (1024-biased operands),
+      // 4 = v6 without shift trick and lazy rescale; the default (-1) picks 0 or 2 by the number of pairs.
+      std::printf("      sweep KV4 B=%d L=%d: variants 1 %.1f 2 %.1f 3 %.1f 4 %.1f | no pdl %.1f", B, L,
+                  knob("variant", 1, -1), knob("variant", 2, -1), knob("variant", 3, -1), knob("variant", 4, -1),
+                  knob("pdl", 0, 1));
       if (B * kHkv >= 528) {
-        std::printf(" | tail split in 2 %.1f | last 528 pairs in 2 %.1f", knob("tail_pieces", 2, 0),
-                    knob2("tail", 528, 1, "tail_pieces", 2, 0));
+        std::printf(" | variant 0 %.1f | tail split %.1f | tail split in 2 %.1f | last 528 pairs in 2 %.1f",
+                    knob("variant", 0, -1), knob("tail", 1, 0), knob2("tail", 1, 0, "tail_pieces", 2, 0),
+                    knob2("tail", 528, 0, "tail_pieces", 2, 0));
       } else {
-        std::printf(" | pieces of 32-token granularity %.1f | pieces", knob("round", 32, 128));
+        std::printf(" | pieces of 64-token granularity %.1f | v1 no pdl %.1f | pieces", knob("round", 64, 0),
+                    knob2("variant", 1, -1, "pdl", 0, 1));
         for (int sp : {8, 16, 24, 32, 48, 64}) {
           if (B * kHkv * sp > std::max(2048, 4 * B * kHkv)) continue;
           std::printf(" %d: %.1f", sp, time_graph(run(kv4, s4, false, sp), calls4, iters));
@@ -299,5 +341,9 @@ int main(int argc, char** argv) {
     CK(cudaFree(s16.lengths));
   }
   if (csv) std::fclose(csv);
+  if (trace) {
+    std::fclose(trace);
+    CK(cudaFree(trace_buf));
+  }
   return 0;
 }

@@ -29,8 +29,8 @@ using namespace qoq;
 namespace qoq::cuda {
 void decode_tuning(const char* knob, int value);
 }
-using cuda::KvCacheLayout;
 using cuda::kKvPageTokens;
+using cuda::KvCacheLayout;
 
 namespace {
 
@@ -76,7 +76,8 @@ struct HostCache {
     table.assign(size_t(batch) * max_pages, -1);
     size_t next = 0;
     for (int b = 0; b < batch; ++b)
-      for (int j = 0; j < (lengths[b] + kKvPageTokens - 1) / kKvPageTokens; ++j) table[size_t(b) * max_pages + j] = ids[next++];
+      for (int j = 0; j < (lengths[b] + kKvPageTokens - 1) / kKvPageTokens; ++j)
+        table[size_t(b) * max_pages + j] = ids[next++];
     // Garbage everywhere first (random bytes: NaNs and infs too in the fp16 cache), real rows written later; 8 bytes
     // per step of a splitmix64 stream (a byte per mt19937 call made this the slowest part of the test).
     pool.resize(L.page_bytes() * pages);
@@ -234,11 +235,11 @@ TEST(Decode, Llama3Shape) {
 TEST(Decode, GqaRatiosAndHeadDims) {
   std::mt19937 rng(2);
   for (int bits : {4, 8, 16}) {
-    run_decode_case({64, 9, 3, bits, ragged(7, 3000, rng)}, 50 + bits);     // SmolLM2: G = 3, D = 64
+    run_decode_case({64, 9, 3, bits, ragged(7, 3000, rng)}, 50 + bits);  // SmolLM2: G = 3, D = 64
     run_decode_case({64, 9, 3, bits, ragged(64, 700, rng)}, 60 + bits);
-    run_decode_case({128, 8, 8, bits, ragged(7, 2000, rng)}, 70 + bits);    // G = 1
-    run_decode_case({128, 32, 4, bits, ragged(7, 2000, rng)}, 80 + bits);   // G = 8
-    run_decode_case({64, 16, 2, bits, ragged(1, 32768, rng)}, 90 + bits);   // G = 8, D = 64, long
+    run_decode_case({128, 8, 8, bits, ragged(7, 2000, rng)}, 70 + bits);   // G = 1
+    run_decode_case({128, 32, 4, bits, ragged(7, 2000, rng)}, 80 + bits);  // G = 8
+    run_decode_case({64, 16, 2, bits, ragged(1, 32768, rng)}, 90 + bits);  // G = 8, D = 64, long
   }
   run_decode_case({64, 9, 3, 4, ragged(256, 300, rng)}, 100);
 }
@@ -249,16 +250,18 @@ TEST(Decode, ForcedSplits) {
     for (int bits : {4, 16}) run_decode_case({128, 32, 8, bits, ragged(3, 4000, rng), splits}, 200 + splits + bits);
 }
 
-// The other schedules and kernels behind the knobs: the v6 variants (ring depth / CTAs per SM, without the shift
-// trick, without the lazy rescale), a split tail of a large batch (whole pairs, then pieces), 32-token piece
-// granularity, programmatic dependent launch, and v2, on ragged batches whose pieces may be empty.
+// The other schedules and kernels behind the knobs: the kernel variants (page or 32-token blocks, ring depth / CTAs
+// per SM, subnormal or biased operands, without the shift trick and the lazy rescale), a split tail of a large batch
+// (whole pairs, then pieces), other piece granularities, with and without programmatic dependent launch, and v2, on
+// ragged batches whose pieces may be empty.
 TEST(Decode, Schedules) {
   std::mt19937 rng(4);
   struct Knobs {
     int version, variant, tail, tail_pieces, round, pdl;
   };
-  for (const Knobs k : {Knobs{6, 1, 1, 0, 128, 0}, Knobs{6, 2, 300, 3, 32, 1}, Knobs{6, 3, 1, 0, 128, 0},
-                        Knobs{6, 0, 700, 2, 128, 0}, Knobs{2, 0, 1, 0, 128, 0}}) {
+  for (const Knobs k :
+       {Knobs{6, 1, 1, 0, 0, 0}, Knobs{6, 2, 300, 3, 32, 1}, Knobs{6, 3, 1, 0, 128, 0}, Knobs{6, 4, 1, 0, 0, 1},
+        Knobs{6, 0, 700, 2, 64, 0}, Knobs{6, 1, 1, 0, 192, 1}, Knobs{6, 0, 0, 0, 0, 0}, Knobs{2, -1, 1, 0, 0, 0}}) {
     SCOPED_TRACE("version " + std::to_string(k.version) + " variant " + std::to_string(k.variant) + " tail " +
                  std::to_string(k.tail) + "x" + std::to_string(k.tail_pieces) + " round " + std::to_string(k.round) +
                  " pdl " + std::to_string(k.pdl));
@@ -275,11 +278,11 @@ TEST(Decode, Schedules) {
     }
   }
   cuda::decode_tuning("version", 6);
-  cuda::decode_tuning("variant", 0);
-  cuda::decode_tuning("tail", 1);
+  cuda::decode_tuning("variant", -1);
+  cuda::decode_tuning("tail", 0);
   cuda::decode_tuning("tail_pieces", 0);
-  cuda::decode_tuning("round", 128);
-  cuda::decode_tuning("pdl", 0);
+  cuda::decode_tuning("round", 0);
+  cuda::decode_tuning("pdl", 1);
 }
 
 // ---- RoPE + quantization + paged write.
@@ -339,8 +342,8 @@ void run_rope_case(int D, int n_heads, int n_kv, int bits, const ModelConfig& cf
         ref::kv_quantize_head(src, D, bits, codes.data(), &s, &z);
         const uint16_t* prm = hc.param(s2[i], p2[i], h, v);
         if ((prm[0] != s || prm[1] != z || std::memcmp(codes.data(), row, codes.size()) != 0) && ++bad <= 5)
-          ADD_FAILURE() << "token " << i << " kv head " << h << (v ? " V" : " K") << ": scale " << prm[0] << " vs "
-                        << s << ", zero " << prm[1] << " vs " << z;
+          ADD_FAILURE() << "token " << i << " kv head " << h << (v ? " V" : " K") << ": scale " << prm[0] << " vs " << s
+                        << ", zero " << prm[1] << " vs " << z;
       }
     }
   }
@@ -397,7 +400,8 @@ TEST(RopeKvWrite, ThenDecode) {
     CKV(cudaMemset(ws.p, 0, wsb));
     out.poison();
     cuda::DecodeArgs a;
-    a.q = qlast.p, a.lengths = lens.p, a.batch = 3, a.n_heads = H, a.max_length = 1000, a.scale = 1.f / std::sqrt(128.f);
+    a.q = qlast.p, a.lengths = lens.p, a.batch = 3, a.n_heads = H, a.max_length = 1000,
+    a.scale = 1.f / std::sqrt(128.f);
     a.out = out.p, a.workspace = ws.p, a.workspace_bytes = wsb;
     cuda::decode_attention(kv, a);
     CKV(cudaDeviceSynchronize());

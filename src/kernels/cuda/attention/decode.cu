@@ -42,11 +42,12 @@ namespace {
 // large batches, the pieces' granularity, programmatic dependent launch.
 struct Tuning {
   int version = 6;
-  int variant = 0;  // decode_tma.cuh: tma_dispatch
-  int tail = 1;     // 1: split the last (pairs mod resident CTAs) pairs; 0: none; > 1: that many pairs
+  int variant = -1;  // decode_tma.cuh: tma_dispatch_d; -1: by shape (decode_v6)
+  int tail = 0;      // 1: split the last (pairs mod resident CTAs) pairs; 0: none; > 1: that many pairs
   int tail_pieces = 0;
-  int round = 128;  // pieces' token granularity (multiple of 32)
-  int pdl = 0;
+  int round = 0;  // pieces' token granularity (a multiple of the kernel's block; 0: a block for each warp)
+  int pdl = 1;    // safe with any predecessor (the kernel waits for it first); overlaps its launch with their tails
+  unsigned long long* trace = nullptr;  // decode_trace
 };
 Tuning g_tuning;
 
@@ -71,17 +72,29 @@ void set_common(const PagedKv& cache, const DecodeArgs& a, attn::DecodeParams& p
   p.out = a.out;
 }
 
+// CTAs per SM of a kernel variant (occupancy API on first use).
+int tma_ctas_per_sm(int bits, int D, int var) {
+  static int per_sm[2][2][attn::kTmaVariants] = {};  // [KV8][D == 128][variant]
+  int& n = per_sm[bits == 8][D == 128][var];
+  if (n == 0) n = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, var) : attn::decode_tma_ctas_per_sm<8>(D, var);
+  return n;
+}
+
 // KV4 / KV8: one CTA per work item (decode_combine.cuh). Large batches: whole pairs (the hardware schedules them; a
 // partial last wave of pairs may be cut into pieces); small batches: every pair cut into ~resident CTAs / pairs
-// pieces (the kernel is bound by the blocks each SM runs, so the pieces fill every CTA slot once).
+// pieces (the kernel is bound by the blocks each SM runs, so the pieces fill every CTA slot once), combined by a
+// second kernel.
 void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
   const int hkv = cache.layout.n_kv_heads, G = a.n_heads / hkv, D = cache.layout.head_dim, bits = cache.layout.bits;
   const int pairs = a.batch * hkv;
-  const int var = std::min(std::max(g_tuning.variant, 0), attn::kTmaVariants - 1);
-  static int per_sm[2][2][attn::kTmaVariants] = {};  // [KV8][D == 128][variant], occupancy API on first use
-  int& own = per_sm[bits == 8][D == 128][var];
-  if (own == 0) own = bits == 4 ? attn::decode_tma_ctas_per_sm<4>(D, var) : attn::decode_tma_ctas_per_sm<8>(D, var);
-  const int resident = sm_count() * own;
+  int var = std::min(g_tuning.variant, attn::kTmaVariants - 1);
+  if (var < 0) {
+    // Page blocks (variant 0, 3 CTAs per SM) unless the pairs fill one wave of the 4-CTA kernel (variant 2) but not
+    // of variant 0: B=64/L=1536 (512 pairs) 34.3 us against 39.0 (NOTES_decode.md, v7 round 8).
+    const int n0 = sm_count() * tma_ctas_per_sm(bits, D, 0), n2 = sm_count() * tma_ctas_per_sm(bits, D, 2);
+    var = pairs > n0 && pairs <= n2 && a.splits <= 0 ? 2 : 0;
+  }
+  const int resident = sm_count() * tma_ctas_per_sm(bits, D, var);
   const int slots = partial_slots(a.batch, hkv);
   int whole = 0, pieces = 1;
   if (a.splits > 0) {
@@ -99,9 +112,10 @@ void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
     pieces = std::min(resident / pairs, 32);
     pieces = std::min(pieces, std::max(1, a.max_length / 256));
   }
-  // Pieces of at least 128 tokens, a multiple of `round` (128: whole 32-token blocks for each warp), at most 64 (the
-  // combine loads at most 4 pieces' m and l per thread).
-  const int rnd = g_tuning.round;
+  // Pieces of at least 128 tokens, a multiple of `round` (default: whole blocks for each warp; pieces start on a
+  // block), at most 64 (the combine loads at most 4 pieces' m and l per thread).
+  const int tok = bits == 4 ? attn::tma_block_tokens<4>(var) : attn::tma_block_tokens<8>(var);
+  const int rnd = g_tuning.round > 0 ? (g_tuning.round + tok - 1) / tok * tok : attn::kDecodeWarps * tok;
   pieces = std::max(1, std::min({pieces, 64, (a.max_length + 127) / 128, slots / std::max(pairs - whole, 1)}));
   int chunk = (a.max_length + pieces - 1) / pieces;
   chunk = std::max(128, (chunk + rnd - 1) / rnd * rnd);
@@ -121,11 +135,25 @@ void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
   p.pieces = pieces;
   p.n_items = whole + (pairs - whole) * pieces;
   p.pdl = g_tuning.pdl;
+  p.trace = g_tuning.trace;
   if (bits == 4)
     attn::launch_decode_tma<4>(D, var, p, p.n_items, stream);
   else
     attn::launch_decode_tma<8>(D, var, p, p.n_items, stream);
   QOQ_CUDA_CHECK_LAUNCH();
+  if (whole < pairs) {
+    // The split pairs' partials: combined by a programmatic dependent (its launch overlaps the decode kernel's tail).
+    p.combine_tpe = 1;
+    while (p.combine_tpe < 32 && 8 * p.combine_tpe < pieces) p.combine_tpe *= 2;
+    const int outs = attn::kDecodeWarps * 32 / p.combine_tpe;
+    const dim3 grid(pairs - whole, (G * D + outs - 1) / outs);
+    const dim3 block(attn::kDecodeWarps * 32);
+    if (D == 64)
+      launch_ex(attn::decode_combine_kernel<64>, grid, block, 0, stream, true, p);
+    else
+      launch_ex(attn::decode_combine_kernel<128>, grid, block, 0, stream, true, p);
+    QOQ_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace
@@ -133,12 +161,16 @@ void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
 void decode_tuning(const char* knob, int value) {
   const std::string k = knob;
   if (k == "version") g_tuning.version = value;
-  if (k == "variant") g_tuning.variant = value;
+  if (k == "variant") g_tuning.variant = value;  // (-1: by shape)
   if (k == "tail") g_tuning.tail = value;
   if (k == "tail_pieces") g_tuning.tail_pieces = value;
-  if (k == "round" && value >= 32 && value % 32 == 0) g_tuning.round = value;
+  if (k == "round" && value >= 0 && value % 16 == 0) g_tuning.round = value;
   if (k == "pdl") g_tuning.pdl = value;
 }
+
+// Diagnostics of the KV4 / KV8 kernel (bench_attention --trace): per CTA attn::kTraceStamps stamps into `buf`
+// (device memory, at least 8 per work item), nullptr turns it off.
+void decode_trace(unsigned long long* buf) { g_tuning.trace = buf; }
 
 void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stream) {
   check_args(cache, a);
@@ -175,9 +207,15 @@ void decode_attention(const PagedKv& cache, const DecodeArgs& a, AttnStream stre
   p.splits = splits;
   const dim3 grid(hkv, a.batch, splits);
   switch (cache.layout.bits) {
-    case 4: attn::launch_decode<4>(D, p, grid, stream); break;
-    case 8: attn::launch_decode<8>(D, p, grid, stream); break;
-    default: attn::launch_decode<16>(D, p, grid, stream); break;
+    case 4:
+      attn::launch_decode<4>(D, p, grid, stream);
+      break;
+    case 8:
+      attn::launch_decode<8>(D, p, grid, stream);
+      break;
+    default:
+      attn::launch_decode<16>(D, p, grid, stream);
+      break;
   }
   QOQ_CUDA_CHECK_LAUNCH();
 }
@@ -273,9 +311,15 @@ void decode_attention_simple(const PagedKv& cache, const DecodeArgs& a, AttnStre
   const dim3 grid(a.n_heads, a.batch);
   const int D = cache.layout.head_dim;
   switch (cache.layout.bits) {
-    case 4: launch_simple<4>(D, p, a.n_heads, grid, stream); break;
-    case 8: launch_simple<8>(D, p, a.n_heads, grid, stream); break;
-    default: launch_simple<16>(D, p, a.n_heads, grid, stream); break;
+    case 4:
+      launch_simple<4>(D, p, a.n_heads, grid, stream);
+      break;
+    case 8:
+      launch_simple<8>(D, p, a.n_heads, grid, stream);
+      break;
+    default:
+      launch_simple<16>(D, p, a.n_heads, grid, stream);
+      break;
   }
   QOQ_CUDA_CHECK_LAUNCH();
 }

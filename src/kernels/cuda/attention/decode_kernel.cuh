@@ -4,8 +4,9 @@
 // query heads of the KV head from one read of the K/V rows, on tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate):
 //   S^T-free form, FlashAttention-2 style: S = Q K^T with the G heads on M (rows >= G are zero), tokens on N.
 //   K and V enter the MMA as their integer codes (exact in fp16), so dequantization is one LOP3 (+ one HSUB2 for V) per
-//   two codes; scale and zero are applied in fp32: s = scale_k * (q.c - zero_k * sum(q)), and with P' = fp16(p * scale_v)
-//   O = P' C_v - sum_t P'_t zero_v,t (the same rounded P' in both terms, so the split is exact up to fp32 rounding).
+//   two codes; scale and zero are applied in fp32: s = scale_k * (q.c - zero_k * sum(q)), and with
+//   P' = fp16(p * scale_v): O = P' C_v - sum_t P'_t zero_v,t (the same rounded P' in both terms, so the split is
+//   exact up to fp32 rounding).
 // Each thread loads its K rows' bytes with one contiguous vector per token: the MMA's K (channel) order is permuted
 // to whatever order those bytes decode into, and Q is loaded in the same permuted order (a dot product does not
 // care about the order of its terms).
@@ -34,16 +35,31 @@ struct DecodeParams {
   float scale_log2;  // softmax scale * log2(e)
   int chunk;         // tokens per split (multiple of 64)
   int splits;
-  int whole;    // work items (decode_combine.cuh): [0, whole) are whole pairs,
-  int pieces;   // then `pieces` items of `chunk` tokens per remaining pair,
-  int n_items;  // whole + (pairs - whole) * pieces items in all
-  int pdl;      // launched with programmatic stream serialization (griddepcontrol)
+  int whole;        // work items (decode_combine.cuh): [0, whole) are whole pairs,
+  int pieces;       // then `pieces` items of `chunk` tokens per remaining pair,
+  int n_items;      // whole + (pairs - whole) * pieces items in all
+  int pdl;          // launched with programmatic stream serialization (griddepcontrol)
+  int combine_tpe;  // decode_combine_kernel: threads per output
   uint16_t* out;
   int* counters;
   float* ws_m;  // [slots][group]
   float* ws_l;
   float* ws_o;  // [slots][group][D]
+  // Diagnostics (bench_attention --trace): if set, thread 0 of each CTA writes kTraceStamps globaltimer stamps.
+  unsigned long long* trace;
 };
+
+// Trace stamps of one CTA: 0 start, 1 first stage of warp 0 arrived, 2 warp 0's loop done, 3 all warps done, 4 end
+// (output or partial written), 5 the SM; 6 + 2k / 7 + 2k: warp 0's block k (k < 5) arrived / done.
+constexpr int kTraceStamps = 16;
+__device__ __forceinline__ unsigned long long globaltimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ void trace_stamp(const DecodeParams& p, int i) {
+  if (p.trace && threadIdx.x == 0) p.trace[size_t(blockIdx.x) * kTraceStamps + i] = globaltimer();
+}
 
 template <int D, int BITS>
 struct Fmt {
@@ -53,8 +69,8 @@ struct Fmt {
   static constexpr int kKSteps = D / 16;
   static constexpr int kOTiles = D / 8;
   static constexpr int kTok = BITS == 4 ? 32 : 16;  // tokens per warp iteration (wider rows need more registers)
-  static constexpr int kSN = kTok / 8;               // S n-tiles
-  static constexpr int kPK = kTok / 16;              // P.V k-steps
+  static constexpr int kSN = kTok / 8;              // S n-tiles
+  static constexpr int kPK = kTok / 16;             // P.V k-steps
   static constexpr int kBlock = 2 * kKvPageTokens * kRow + (BITS == 16 ? 0 : 2 * kKvPageTokens * 4);
 };
 
@@ -309,7 +325,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, BITS == 16 ? 3 : 2) decode_
         float s = sc[j][e];
         if constexpr (kQuant) {
           const uint32_t sz = e == 0 ? kp[j].x : kp[j].y;
-          const float ks = __half2float(__ushort_as_half(uint16_t(sz))), kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
+          const float ks = __half2float(__ushort_as_half(uint16_t(sz))),
+                      kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
           s = ks * (s - (1024.f + kz) * qsum);  // the K operand is 1024 + c (no HSUB2: the bias goes here, exact)
         }
         s *= p.scale_log2;
@@ -604,20 +621,20 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 3) decode_kernel_tm(const D
 template <int BITS>
 void launch_decode(int head_dim, const DecodeParams& p, dim3 grid, cudaStream_t stream);
 
-#define QOQ_INSTANTIATE_DECODE(BITS)                                                             \
-  template <>                                                                                    \
+#define QOQ_INSTANTIATE_DECODE(BITS)                                                              \
+  template <>                                                                                     \
   void launch_decode<BITS>(int head_dim, const DecodeParams& p, dim3 grid, cudaStream_t stream) { \
-    if constexpr (BITS == 16) {                                                                  \
-      if (head_dim == 64)                                                                        \
-        decode_kernel<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                      \
-      else                                                                                       \
-        decode_kernel<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                     \
-    } else {                                                                                     \
-      if (head_dim == 64)                                                                        \
-        decode_kernel_tm<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                   \
-      else                                                                                       \
-        decode_kernel_tm<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                  \
-    }                                                                                            \
+    if constexpr (BITS == 16) {                                                                   \
+      if (head_dim == 64)                                                                         \
+        decode_kernel<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                       \
+      else                                                                                        \
+        decode_kernel<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                      \
+    } else {                                                                                      \
+      if (head_dim == 64)                                                                         \
+        decode_kernel_tm<64, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                    \
+      else                                                                                        \
+        decode_kernel_tm<128, BITS><<<grid, kDecodeWarps * 32, 0, stream>>>(p);                   \
+    }                                                                                             \
   }
 
 }  // namespace qoq::cuda::attn

@@ -5,35 +5,13 @@
 // V rows, K params, V params: all contiguous runs of one page block); every lane then reads its fragments with the
 // same pattern the global loads had.
 #pragma once
+#include <type_traits>
+
+#include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/attention/decode_combine.cuh"
 #include "kernels/cuda/launch.h"
 
 namespace qoq::cuda::attn {
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void mbar_init_(uint64_t* bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)));
-}
-__device__ __forceinline__ void mbar_expect_(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait_(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra WAIT_%=;\n"
-      "}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
-__device__ __forceinline__ void bulk_copy_(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar))
-      : "memory");
-}
 
 // load_words from shared memory (16-, 8- or 4-byte vectors, as the global version).
 template <int N>
@@ -87,34 +65,59 @@ __device__ __forceinline__ uint32_t v_operand_any(const uint32_t (&wa)[VW], cons
     return v_operand<VW, BITS>(wa, wb, j);
 }
 
-template <int D, int BITS>
-struct TmaFmt {
-  using F = Fmt<D, BITS>;
-  static constexpr int kRowsBytes = F::kTok * F::kRow;                  // K (or V) rows of one block
-  static constexpr int kStageBytes = 2 * kRowsBytes + 2 * F::kTok * 4;  // + K and V params
-};
-
-template <int D, int BITS, int kStages>
-constexpr size_t tma_smem_bytes() {
-  return size_t(kDecodeWarps) * kStages * TmaFmt<D, BITS>::kStageBytes + kDecodeWarps * kStages * 8;
+// KV4 "subnormal" operands (kSub): a code masked into the mantissa of a zero-exponent fp16 is the exact subnormal
+// c * 2^-24 (16c * 2^-24 for a nibble at bits 4..7), so an operand is one LOP3 with no bias to remove; the MMA's
+// exact products carry the factor 2^-24, undone in fp32. Unlike the 0x6400 magic (1024 + c) this removes the HSUB2 of
+// every V operand and the 1024 * sum(q) cancellation of the scores.
+template <int KW>
+__device__ __forceinline__ void k_operand_sub(const uint32_t (&w)[KW], int s, uint32_t& b0, uint32_t& b1) {
+  const uint32_t x = s % 2 ? w[s / 2] >> 8 : w[s / 2];
+  b0 = x & 0x000F000Fu;  // c * 2^-24 (channels kchan(s, 0, .))
+  b1 = x & 0x00F000F0u;  // 16c * 2^-24 (channels kchan(s, 1, .))
+}
+template <int VW>
+__device__ __forceinline__ uint32_t v_operand_sub(const uint32_t (&wa)[VW], const uint32_t (&wb)[VW], int j) {
+  const int c = j % 8;
+  uint32_t x = prmt(wa[j / 8], wb[j / 8], c < 4 ? 0x5410u : 0x7632u);
+  if (c % 4 >= 2) x >>= 8;
+  return x & (c % 2 ? 0x00F000F0u : 0x000F000Fu);
 }
 
-template <int D, int BITS, int kStages, int kMinBlocks, bool kFast, bool kLazy>
+// A stage of kTok tokens: K rows, V rows, K params, V params. With kTok == kKvPageTokens it is exactly one page
+// block of the pool (docs/kv_cache.md), so one bulk copy fills it instead of four.
+template <int D, int BITS, int kTok>
+struct TmaFmt {
+  using F = Fmt<D, BITS>;
+  static constexpr int kRowsBytes = kTok * F::kRow;                  // K (or V) rows of one block
+  static constexpr int kStageBytes = 2 * kRowsBytes + 2 * kTok * 4;  // + K and V params
+  static constexpr bool kPage = kTok == kKvPageTokens;
+  static_assert(!kPage || kStageBytes == F::kBlock, "a page stage is the page block");
+};
+
+template <int D, int BITS, int kTok, int kStages>
+constexpr size_t tma_smem_bytes() {
+  return size_t(kDecodeWarps) * kStages * TmaFmt<D, BITS, kTok>::kStageBytes + kDecodeWarps * kStages * 8;
+}
+
+template <int D, int BITS, int kTok, int kStages, int kMinBlocks, bool kFast, bool kLazy, bool kSubReq>
 __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_tma(const DecodeParams p) {
   constexpr bool kShift = kFast && BITS == 4;  // see k_operand_shift / v_operand_shift
+  constexpr bool kSub = kSubReq && kShift;     // see k_operand_sub / v_operand_sub
   using F = Fmt<D, BITS>;
-  using T = TmaFmt<D, BITS>;
+  using T = TmaFmt<D, BITS, kTok>;
   constexpr int R = F::kRow;
-  constexpr int kRows = F::kTok / 8;  // K rows per thread: tokens 8r + g
-  constexpr int kMT = F::kTok / 16;   // S m-tiles = P.V k-steps
-  constexpr int kVM = D / 16;         // P.V m-tiles (channels)
+  constexpr int kRows = kTok / 8;  // K rows per thread: tokens 8r + g
+  constexpr int kMT = kTok / 16;   // S m-tiles = P.V k-steps
+  constexpr int kVM = D / 16;      // P.V m-tiles (channels)
   static_assert(BITS != 16, "fp16 runs decode_kernel");
+  static_assert(kTok % 16 == 0 && kKvPageTokens % kTok == 0, "blocks tile a page");
   static_assert(sizeof(CombineSmem<D>) <= size_t(kDecodeWarps) * kStages * T::kStageBytes, "combine aliases the rings");
   extern __shared__ __align__(128) uint8_t smem[];
-  if (p.pdl) {
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;\n" ::);
-  }
+  // The combine kernel of split pairs (a programmatic dependent) may be scheduled from now on: its CTAs wait for this
+  // grid to complete.
+  if (p.pdl) grid_dependency_wait();
+  launch_dependents();
+  trace_stamp(p, 0);
   int pair, piece;
   item_pair(p, blockIdx.x, pair, piece);
   const int hkv = p.n_kv_heads;
@@ -128,13 +131,13 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + size_t(kDecodeWarps) * kStages * T::kStageBytes) + warp * kStages;
   // Pages of this warp's blocks k = lane (k-th block of the warp: blk = warp + 4k), speculatively inside the table
   // row, beside the length: lane 0 takes them by shuffles when it issues the copies.
-  auto page_idx = [&](int k) { return (start + (warp + kDecodeWarps * k) * F::kTok) / kKvPageTokens; };
+  auto page_idx = [&](int k) { return (start + (warp + kDecodeWarps * k) * kTok) / kKvPageTokens; };
   int page_win = page_idx(lane) < p.max_pages ? p.page_table[pt0 + page_idx(lane)] : 0;
   const int len = p.lengths[b];
   if (lane == 0) {
 #pragma unroll
-    for (int s = 0; s < kStages; ++s) mbar_init_(bars + s);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    for (int s = 0; s < kStages; ++s) mbar_init(bars + s, 1);
+    mbar_fence_init();
   }
   __syncwarp();
   // Q^T fragments of head g (zero for g >= G) in the permuted channel order; sum(q) of heads 2t and 2t+1.
@@ -150,8 +153,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
       for (int i = 0; i < D / 4; ++i) qv[i] = __ushort_as_half(0);
     }
-    // kShift: the odd channels of the thread's quarter enter the MMA as 1024 + 16c, so their q is q/16 (exact
-    // unless subnormal) and the bias removed in fp32 is 1024 * (sum of even q + sum of odd q/16).
+    // kShift: the odd channels of the thread's quarter enter the MMA as 1024 + 16c (kSub: 16c * 2^-24), so their q is
+    // q/16 (exact unless subnormal) and the bias removed in fp32 is 1024 * (sum of even q + sum of odd q/16).
     float qsum = 0.f, qbias = 0.f;
 #pragma unroll
     for (int i = 0; i < D / 4; ++i) {
@@ -164,7 +167,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
     qsum = quad_sum(qsum);
     qs[0] = __shfl_sync(0xffffffffu, qsum, 8 * t);
     qs[1] = __shfl_sync(0xffffffffu, qsum, 8 * t + 4);
-    if constexpr (kShift) {
+    if constexpr (kSub) {
+      qbs[0] = qbs[1] = 0.f;
+    } else if constexpr (kShift) {
       qbias = 1024.f * quad_sum(qbias);
       qbs[0] = __shfl_sync(0xffffffffu, qbias, 8 * t);
       qbs[1] = __shfl_sync(0xffffffffu, qbias, 8 * t + 4);
@@ -182,22 +187,26 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
   }
   if (start >= len) return;
   const int end = piece < 0 ? len : min(len, start + p.chunk);
-  const int nblk = (end - start + F::kTok - 1) / F::kTok;
+  const int nblk = (end - start + kTok - 1) / kTok;
   const int nmine = warp < nblk ? (nblk - warp + kDecodeWarps - 1) / kDecodeWarps : 0;  // this warp's blocks
 
   // Lane 0: the copies of this warp's k-th block into stage k % kStages (page from the lane holding it).
   auto issue = [&](int k, int page) {
-    const int tok0 = start + (warp + kDecodeWarps * k) * F::kTok;
+    const int tok0 = start + (warp + kDecodeWarps * k) * kTok;
     const int off = tok0 % kKvPageTokens;
     const uint8_t* blkp = p.pool + (size_t(page) * hkv + kvh) * F::kBlock;
     uint8_t* dst = ring + (k % kStages) * T::kStageBytes;
     uint64_t* bar = bars + k % kStages;
-    mbar_expect_(bar, T::kStageBytes);
-    bulk_copy_(dst, blkp + off * R, T::kRowsBytes, bar);
-    bulk_copy_(dst + T::kRowsBytes, blkp + kKvPageTokens * R + off * R, T::kRowsBytes, bar);
-    bulk_copy_(dst + 2 * T::kRowsBytes, blkp + 2 * kKvPageTokens * R + off * 4, F::kTok * 4, bar);
-    bulk_copy_(dst + 2 * T::kRowsBytes + F::kTok * 4, blkp + 2 * kKvPageTokens * R + kKvPageTokens * 4 + off * 4,
-               F::kTok * 4, bar);
+    mbar_arrive_expect_tx(bar, T::kStageBytes);
+    if constexpr (T::kPage) {
+      bulk_g2s(dst, blkp, T::kStageBytes, bar);
+    } else {
+      bulk_g2s(dst, blkp + off * R, T::kRowsBytes, bar);
+      bulk_g2s(dst + T::kRowsBytes, blkp + kKvPageTokens * R + off * R, T::kRowsBytes, bar);
+      bulk_g2s(dst + 2 * T::kRowsBytes, blkp + 2 * kKvPageTokens * R + off * 4, kTok * 4, bar);
+      bulk_g2s(dst + 2 * T::kRowsBytes + kTok * 4, blkp + 2 * kKvPageTokens * R + kKvPageTokens * 4 + off * 4, kTok * 4,
+               bar);
+    }
   };
 #pragma unroll
   for (int k = 0; k < kStages; ++k) {
@@ -210,43 +219,26 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
   for (int j = 0; j < kVM; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, z[2] = {0.f, 0.f};
 
-  struct Blk {
-    uint32_t kw[kRows][F::kKWords];
-    uint32_t vw[kMT][4][F::kVWords];
-    uint32_t kp[kRows], vp[kRows];
-  };
-  for (int k = 0; k < nmine; ++k) {
-    const int blk = warp + kDecodeWarps * k;
-    const int tok0 = start + blk * F::kTok;
-    // The page window holds blocks [32 * (k' / 32), +32) of the block issued next (k + kStages): refill it when that
-    // block starts a new window (one round trip per 32 blocks of a warp, overlapped by the blocks in flight).
-    const int kn = k + kStages;
-    if (kn % 32 == 0 && kn < nmine) {
-      const int idx = page_idx(kn + lane);
-      page_win = idx < p.max_pages ? p.page_table[pt0 + idx] : 0;
-    }
-    const int page_n = __shfl_sync(0xffffffffu, page_win, kn % 32);
-    mbar_wait_(bars + k % kStages, (k / kStages) & 1);
-    Blk cur;
-    {
-      const uint8_t* src = ring + (k % kStages) * T::kStageBytes;
+  // One block of kTok tokens from stage `src`; kTail: the block reaches past `end` (masked scores, params kept out).
+  auto block = [&](const uint8_t* src, int tok0, auto tail_tag) {
+    constexpr bool kTail = decltype(tail_tag)::value;
+    uint32_t kw[kRows][F::kKWords], vw[kMT][4][F::kVWords], kp[kRows], vp[kRows];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) load_words_smem(src + (8 * r + g) * R + t * (R / 4), cur.kw[r]);
+    for (int r = 0; r < kRows; ++r) load_words_smem(src + (8 * r + g) * R + t * (R / 4), kw[r]);
 #pragma unroll
-      for (int s = 0; s < kMT; ++s) {
+    for (int s = 0; s < kMT; ++s) {
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int row = 16 * s + 2 * t + (r & 1) + 8 * (r >> 1);
-          load_words_smem(src + T::kRowsBytes + row * R + g * (R / 8), cur.vw[s][r]);
-        }
+      for (int r = 0; r < 4; ++r) {
+        const int row = 16 * s + 2 * t + (r & 1) + 8 * (r >> 1);
+        load_words_smem(src + T::kRowsBytes + row * R + g * (R / 8), vw[s][r]);
       }
-      const uint32_t* prm = reinterpret_cast<const uint32_t*>(src + 2 * T::kRowsBytes);
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) cur.kp[r] = prm[8 * r + g], cur.vp[r] = prm[F::kTok + 8 * r + g];
     }
+    const uint32_t* prm = reinterpret_cast<const uint32_t*>(src + 2 * T::kRowsBytes);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) kp[r] = prm[8 * r + g], vp[r] = prm[kTok + 8 * r + g];
     // S^T: rows = tokens 16i + g (c0, c1) and 16i + 8 + g (c2, c3), columns = heads 2t, 2t+1.
-    // Two accumulator chains per m-tile (even / odd k-steps): the MMA latency chain of a block is the warp's
-    // critical path at 3 warps per scheduler.
+    // Two accumulator chains per m-tile (even / odd k-steps): the MMA latency chain of a block is on the warp's
+    // critical path.
     float sc[kMT][4], sc2[kMT][4];
 #pragma unroll
     for (int i = 0; i < kMT; ++i) {
@@ -255,8 +247,13 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
       for (int s = 0; s < F::kKSteps; ++s) {
         uint32_t a0, a1, a2, a3;
-        k_operand_any<kShift, F::kKWords, BITS>(cur.kw[2 * i], s, a0, a2);
-        k_operand_any<kShift, F::kKWords, BITS>(cur.kw[2 * i + 1], s, a1, a3);
+        if constexpr (kSub) {
+          k_operand_sub<F::kKWords>(kw[2 * i], s, a0, a2);
+          k_operand_sub<F::kKWords>(kw[2 * i + 1], s, a1, a3);
+        } else {
+          k_operand_any<kShift, F::kKWords, BITS>(kw[2 * i], s, a0, a2);
+          k_operand_any<kShift, F::kKWords, BITS>(kw[2 * i + 1], s, a1, a3);
+        }
         mma_16816(s % 2 ? sc2[i] : sc[i], a0, a1, a2, a3, qb[s][0], qb[s][1]);
       }
 #pragma unroll
@@ -268,16 +265,17 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = 2 * i + (e >> 1), h = e & 1;
-        const uint32_t sz = cur.kp[r];
+        const uint32_t sz = kp[r];
         const float ks = __half2float(__ushort_as_half(uint16_t(sz)));
         const float kz = __half2float(__ushort_as_half(uint16_t(sz >> 16)));
-        float s = ks * (sc[i][e] - qbs[h] - kz * qs[h]) * p.scale_log2;  // K operand = 1024 + c (or 1024 + 16c)
-        s = tok0 + 8 * r + g < end ? s : -INFINITY;
+        // K operand = c * 2^-24 (kSub), else 1024 + c (or 1024 + 16c).
+        const float dot = kSub ? sc[i][e] * 16777216.f : sc[i][e] - qbs[h];
+        float s = ks * (dot - kz * qs[h]) * p.scale_log2;
+        if constexpr (kTail) s = tok0 + 8 * r + g < end ? s : -INFINITY;
         sc[i][e] = s;
         mx[h] = fmaxf(mx[h], s);
       }
     }
-    float m_use[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 4));
@@ -285,15 +283,15 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 16));
     }
     // kLazy: the running max moves (and O, l, z are rescaled) only when a block max exceeds it by more than 8 (log2
-    // units), so p <= 256 meanwhile; O / l does not depend on the reference max, only P' = fp16(p * scale_v) is rounded
-    // (relatively, as before). Without kLazy: every block, as v2.
+    // units), so p <= 256 meanwhile; O / l does not depend on the reference max, only P' = fp16(p * scale_v) is
+    // rounded (relatively, as before). Without kLazy: every block, as v2.
     if (!kLazy || __any_sync(0xffffffffu, mx[0] > m[0] + 8.f || mx[1] > m[1] + 8.f)) {
       float alpha[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const float m_new = fmaxf(m[h], mx[h]);
         const float mu = m_new == -INFINITY ? 0.f : m_new;
-        alpha[h] = exp2f(m[h] - mu);
+        alpha[h] = kSub ? exp2_ftz(m[h] - mu) : exp2f(m[h] - mu);
         m[h] = m_new;
         l[h] *= alpha[h];
         z[h] *= alpha[h];
@@ -301,6 +299,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
       for (int j = 0; j < kVM; ++j) o[j][0] *= alpha[0], o[j][1] *= alpha[1], o[j][2] *= alpha[0], o[j][3] *= alpha[1];
     }
+    float m_use[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) m_use[h] = m[h] == -INFINITY ? 0.f : m[h];
     // P' = fp16(p * scale_v) as [token row][heads 2t, 2t+1] pairs; z accumulates P' * zero_v with the rounded P'.
@@ -310,15 +309,15 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = 2 * i + half;
-        const bool live = tok0 + 8 * r + g < end;
-        const uint32_t sz = cur.vp[r];
+        const uint32_t sz = vp[r];
         // Past `end` the params may be inf / NaN: keep them out of P' and z.
+        const bool live = !kTail || tok0 + 8 * r + g < end;
         const float vs = live ? __half2float(__ushort_as_half(uint16_t(sz))) : 0.f;
         const float vz = live ? __half2float(__ushort_as_half(uint16_t(sz >> 16))) : 0.f;
         float pv[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const float pe = exp2f(sc[i][2 * half + h] - m_use[h]);
+          const float pe = kSub ? exp2_ftz(sc[i][2 * half + h] - m_use[h]) : exp2f(sc[i][2 * half + h] - m_use[h]);
           l[h] += pe;
           pv[h] = pe * vs;
         }
@@ -334,13 +333,42 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
       const uint32_t b0 = movmatrix_trans(ph[s][0]), b1 = movmatrix_trans(ph[s][1]);
 #pragma unroll
       for (int mi = 0; mi < kVM; ++mi) {
-        const uint32_t a0 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi);
-        const uint32_t a1 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][0], cur.vw[s][1], 2 * mi + 1);
-        const uint32_t a2 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi);
-        const uint32_t a3 = v_operand_any<kShift, F::kVWords, BITS>(cur.vw[s][2], cur.vw[s][3], 2 * mi + 1);
+        uint32_t a0, a1, a2, a3;
+        if constexpr (kSub) {
+          a0 = v_operand_sub<F::kVWords>(vw[s][0], vw[s][1], 2 * mi);
+          a1 = v_operand_sub<F::kVWords>(vw[s][0], vw[s][1], 2 * mi + 1);
+          a2 = v_operand_sub<F::kVWords>(vw[s][2], vw[s][3], 2 * mi);
+          a3 = v_operand_sub<F::kVWords>(vw[s][2], vw[s][3], 2 * mi + 1);
+        } else {
+          a0 = v_operand_any<kShift, F::kVWords, BITS>(vw[s][0], vw[s][1], 2 * mi);
+          a1 = v_operand_any<kShift, F::kVWords, BITS>(vw[s][0], vw[s][1], 2 * mi + 1);
+          a2 = v_operand_any<kShift, F::kVWords, BITS>(vw[s][2], vw[s][3], 2 * mi);
+          a3 = v_operand_any<kShift, F::kVWords, BITS>(vw[s][2], vw[s][3], 2 * mi + 1);
+        }
         mma_16816(o[mi], a0, a1, a2, a3, b0, b1);
       }
     }
+  };
+
+  for (int k = 0; k < nmine; ++k) {
+    const int tok0 = start + (warp + kDecodeWarps * k) * kTok;
+    // The page window holds blocks [32 * (k' / 32), +32) of the block issued next (k + kStages): refill it when that
+    // block starts a new window (one round trip per 32 blocks of a warp, overlapped by the blocks in flight).
+    const int kn = k + kStages;
+    if (kn % 32 == 0 && kn < nmine) {
+      const int idx = page_idx(kn + lane);
+      page_win = idx < p.max_pages ? p.page_table[pt0 + idx] : 0;
+    }
+    const int page_n = __shfl_sync(0xffffffffu, page_win, kn % 32);
+    mbar_wait(bars + k % kStages, (k / kStages) & 1);
+    if (k == 0) trace_stamp(p, 1);
+    if (k < 5) trace_stamp(p, 6 + 2 * k);
+    const uint8_t* src = ring + (k % kStages) * T::kStageBytes;
+    if (tok0 + kTok <= end)
+      block(src, tok0, std::false_type{});
+    else
+      block(src, tok0, std::true_type{});
+    if (k < 5) trace_stamp(p, 7 + 2 * k);
     // Every lane's reads of this stage are done (the MMAs above consumed them): refill it with block k + kStages.
     __syncwarp();
     if (lane == 0 && kn < nmine) issue(kn, page_n);
@@ -353,7 +381,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
       z[h] += __shfl_xor_sync(0xffffffffu, z[h], x);
     }
   }
+  trace_stamp(p, 2);
   __syncthreads();  // every warp is done with its ring: the combine buffer aliases the rings
+  trace_stamp(p, 3);
   CombineSmem<D>& sm = *reinterpret_cast<CombineSmem<D>*>(smem);
   if (g == 0) {
 #pragma unroll
@@ -363,9 +393,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kMinBlocks) decode_kernel_t
   for (int mi = 0; mi < kVM; ++mi) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      // kShift: rows g + 8 (odd channels j) were accumulated as 16c.
-      const float oe = kShift && e >= 2 ? o[mi][e] * 0.0625f : o[mi][e];
-      sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = oe - z[e & 1];
+      // kShift: rows g + 8 (odd channels j) were accumulated as 16c; kSub: times 2^-24.
+      const float unit = kSub ? (e >= 2 ? 1048576.f : 16777216.f) : (kShift && e >= 2 ? 0.0625f : 1.f);
+      sm.o[warp][2 * t + (e & 1)][g * (D / 8) + 2 * mi + (e >> 1)] = o[mi][e] * unit - z[e & 1];
     }
   }
   combine_items<D>(p, sm, pair, piece, piece < 0 ? 1 : (len + p.chunk - 1) / p.chunk);
@@ -398,25 +428,36 @@ inline int tma_occupancy(K kernel, size_t smem) {
   return n > 0 ? n : 1;
 }
 
-// Variants (ring stages, CTAs per SM, KV4 shift trick, lazy rescale); 0 is the default, the others are kept for the
-// benchmark's side-by-side runs (bench/NOTES_decode.md): 0 (3, 4, yes, yes; at most 128 registers), 1 (4, 3, yes,
-// yes), 2 (3, 4, yes, no), 3 (3, 4, no, no).
-constexpr int kTmaVariants = 4;
+// Variants (block tokens, ring stages, CTAs per SM, KV4 shift trick, lazy rescale, KV4 subnormal operands); 0 is the
+// default, the others are kept for the benchmark's side-by-side runs (bench/NOTES_decode.md):
+//   KV4: 0 (64 = a page, 2, 3, yes, yes, yes), 1 (64, 3, 2, yes, yes, yes), 2 (32, 3, 4, yes, yes, yes),
+//        3 (32, 3, 4, yes, yes, no: v6), 4 (32, 3, 4, no, no, no: v6 without its tricks);
+//   KV8: 16-token blocks, 3 stages, 4 CTAs per SM, lazy rescale (4: without).
+constexpr int kTmaVariants = 5;
+template <int BITS>
+constexpr int tma_block_tokens(int variant) {
+  return BITS == 8 ? 16 : (variant <= 1 ? 64 : 32);
+}
 template <int BITS, int D, typename Fn>
 inline void tma_dispatch_d(int variant, Fn&& fn) {
-  switch (variant) {
-    case 1:
-      fn(decode_kernel_tma<D, BITS, 4, 3, true, true>, tma_smem_bytes<D, BITS, 4>());
-      break;
-    case 2:
-      fn(decode_kernel_tma<D, BITS, 3, 4, true, false>, tma_smem_bytes<D, BITS, 3>());
-      break;
-    case 3:
-      fn(decode_kernel_tma<D, BITS, 3, 4, false, false>, tma_smem_bytes<D, BITS, 3>());
-      break;
-    default:
-      fn(decode_kernel_tma<D, BITS, 3, 4, true, true>, tma_smem_bytes<D, BITS, 3>());
-      break;
+  constexpr int kT = Fmt<D, BITS>::kTok;
+  if constexpr (BITS == 4) {
+    switch (variant) {
+      case 1:
+        return fn(decode_kernel_tma<D, BITS, 64, 3, 2, true, true, true>, tma_smem_bytes<D, BITS, 64, 3>());
+      case 2:
+        return fn(decode_kernel_tma<D, BITS, kT, 3, 4, true, true, true>, tma_smem_bytes<D, BITS, kT, 3>());
+      case 3:
+        return fn(decode_kernel_tma<D, BITS, kT, 3, 4, true, true, false>, tma_smem_bytes<D, BITS, kT, 3>());
+      case 4:
+        return fn(decode_kernel_tma<D, BITS, kT, 3, 4, false, false, false>, tma_smem_bytes<D, BITS, kT, 3>());
+      default:
+        return fn(decode_kernel_tma<D, BITS, 64, 2, 3, true, true, true>, tma_smem_bytes<D, BITS, 64, 2>());
+    }
+  } else {
+    if (variant == 4)
+      return fn(decode_kernel_tma<D, BITS, kT, 3, 4, false, false, false>, tma_smem_bytes<D, BITS, kT, 3>());
+    return fn(decode_kernel_tma<D, BITS, kT, 3, 4, true, true, false>, tma_smem_bytes<D, BITS, kT, 3>());
   }
 }
 template <int BITS, typename Fn>

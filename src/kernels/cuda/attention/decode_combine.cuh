@@ -30,23 +30,40 @@ __device__ void combine_items(const DecodeParams& p, CombineSmem<D>& sm, int pai
   uint16_t* out = p.out + size_t(pair) * G * D;
   const bool single = piece < 0 || n_active == 1;
   const size_t slot = single ? 0 : size_t(pair - p.whole) * p.pieces + piece;
-  for (int i = threadIdx.x; i < G * D; i += kDecodeWarps * 32) {
-    const int h = i / D, d = i % D;
+  // The warps' weights per head once (not per output): thread h < G.
+  if (threadIdx.x < G) {
+    const int h = threadIdx.x;
     float M = -INFINITY;
 #pragma unroll
     for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm.m[w][h]);
-    float L = 0.f, O = 0.f;
+    float L = 0.f;
 #pragma unroll
     for (int w = 0; w < kDecodeWarps; ++w) {
       const float f = sm.m[w][h] == -INFINITY ? 0.f : exp2f(sm.m[w][h] - M);
+      sm.f[w][h] = f;
       L += sm.l[w][h] * f;
-      O += sm.o[w][h][d] * f;
+    }
+    sm.mh[h] = M, sm.lh[h] = L;
+    if (!single) p.ws_m[slot * G + h] = M, p.ws_l[slot * G + h] = L;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * D / 4; i += kDecodeWarps * 32) {  // float4 i: head h, channels 4i % D ..
+    const int h = 4 * i / D, d = 4 * i % D;
+    float4 O = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float4 v = *reinterpret_cast<const float4*>(&sm.o[w][h][d]);
+      const float f = sm.f[w][h];
+      O.x += v.x * f, O.y += v.y * f, O.z += v.z * f, O.w += v.w * f;
     }
     if (single) {
-      out[i] = __half_as_ushort(__float2half_rn(O / L));
+      const float r = 1.f / sm.lh[h];
+      const __half2 lo = __floats2half2_rn(O.x * r, O.y * r), hi = __floats2half2_rn(O.z * r, O.w * r);
+      uint2 u;
+      u.x = *reinterpret_cast<const uint32_t*>(&lo), u.y = *reinterpret_cast<const uint32_t*>(&hi);
+      reinterpret_cast<uint2*>(out)[i] = u;
     } else {
-      p.ws_o[slot * G * D + i] = O;
-      if (d == 0) p.ws_m[slot * G + h] = M, p.ws_l[slot * G + h] = L;
+      reinterpret_cast<float4*>(p.ws_o + slot * G * D)[i] = O;
     }
   }
   __syncthreads();

@@ -139,6 +139,7 @@ template <int D>
 struct CombineSmem {
   float o[kDecodeWarps][kMaxGroup][D];
   float m[kDecodeWarps][kMaxGroup], l[kDecodeWarps][kMaxGroup];
+  float f[kDecodeWarps][kMaxGroup], mh[kMaxGroup], lh[kMaxGroup];  // combine_items: warp weights, max and sum per head
   int last;
 };
 

@@ -33,7 +33,7 @@ namespace {
 
 constexpr int kMaxStages = 8;
 constexpr uint32_t kMaxCopy = 16384;  // bytes per bulk copy instruction (a row takes several)
-constexpr int kWarpsPerSm = 16;  // default resident warps per SM (the best of the sweeps, runs 2-4)
+constexpr int kWarpsPerSm = 16;       // default resident warps per SM (the best of the sweeps, runs 2-4)
 
 // Where the public entry points run the direct kernels: rows of length <= max_len, at most max_rows of them. The
 // crossovers measured against the ring (bench_fused, session 4, rounds 1-2; the last entries, unmeasured, halve the
@@ -131,23 +131,9 @@ __global__ void __launch_bounds__(32 * G)
         sums[prev_row] = int32_t(t);
       }
     }
-    float ss = red_ss[0];
-#pragma unroll
-    for (int g = 1; g < G; ++g) ss += red_ss[g];  // one order for all threads: the same inv everywhere
-    const float inv = __fdiv_rn(1.f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, float(K)), eps)));
+    const float inv = rms_inv<G>(red_ss, K, eps);
     if (tid == 0 && inv_out) inv_out[row] = inv;
-    float amax = 0.f;
-#pragma unroll
-    for (int v = 0; v < NV; ++v) {
-      float wf[8];
-      unpack8(wr[v], false, wf);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        y[v][e] = __fmul_rn(wf[e], __fmul_rn(y[v][e], inv));
-        amax = fmaxf(amax, fabsf(y[v][e]));
-      }
-    }
-    amax = warp_max(amax);
+    float amax = warp_max(rms_apply<NV>(y, wr, inv));
     if (lane == 0) red_max[warp] = amax;
     __syncthreads();  // (B)
     amax = red_max[0];

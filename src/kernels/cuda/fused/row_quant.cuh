@@ -83,4 +83,30 @@ __device__ __forceinline__ int quantize_store(const float (&y)[NV][8], float mul
   return s;
 }
 
+// RMSNorm's 1 / rms from the G warps' partial sums of squares (one order for all threads: the same inv everywhere).
+template <int G>
+__device__ __forceinline__ float rms_inv(const float* red_ss, int K, float eps) {
+  float ss = red_ss[0];
+#pragma unroll
+  for (int g = 1; g < G; ++g) ss += red_ss[g];
+  return __fdiv_rn(1.f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, float(K)), eps)));
+}
+
+// y = w * (y * inv) in place (the weight as fp16 vectors wr); returns the thread's max |y|.
+template <int NV>
+__device__ __forceinline__ float rms_apply(float (&y)[NV][8], const uint4 (&wr)[NV], float inv) {
+  float amax = 0.f;
+#pragma unroll
+  for (int v = 0; v < NV; ++v) {
+    float wf[8];
+    unpack8(wr[v], false, wf);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      y[v][e] = __fmul_rn(wf[e], __fmul_rn(y[v][e], inv));
+      amax = fmaxf(amax, fabsf(y[v][e]));
+    }
+  }
+  return amax;
+}
+
 }  // namespace qoq::cuda::fused

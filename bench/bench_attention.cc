@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_check.h"
 #include "qoq/cuda_attention.h"
 
 namespace qc = qoq::cuda;
@@ -27,15 +28,6 @@ namespace qoq::cuda {
 void decode_tuning(const char* knob, int value);
 void decode_trace(unsigned long long* buf);
 }  // namespace qoq::cuda
-
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    const cudaError_t e_ = (x);                                                               \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 namespace {
 

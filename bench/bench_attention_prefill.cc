@@ -17,18 +17,10 @@
 #include <random>
 #include <vector>
 
+#include "cuda_check.h"
 #include "qoq/cuda_attention.h"
 
 namespace qc = qoq::cuda;
-
-#define CK(x)                                                                                  \
-  do {                                                                                         \
-    const cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                            \
-    }                                                                                          \
-  } while (0)
 
 namespace {
 

@@ -15,17 +15,9 @@
 #include <cstring>
 #include <vector>
 
+#include "cuda_check.h"
 #include "kernels/cuda/fused/fused_internal.h"
 #include "qoq/cuda_attention.h"
-
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    const cudaError_t e_ = (x);                                                               \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 namespace {
 

@@ -18,19 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "cuda_check.h"
 #include "qoq/cuda_gemm.h"
 
 namespace {
 namespace cuda = qoq::cuda;
 
-#define CK(x)                                                                                  \
-  do {                                                                                         \
-    const cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                            \
-    }                                                                                          \
-  } while (0)
 #define CB(x)                                                                                 \
   do {                                                                                        \
     const cublasStatus_t s_ = (x);                                                            \

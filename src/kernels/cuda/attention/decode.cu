@@ -130,7 +130,6 @@ void decode_v6(const PagedKv& cache, const DecodeArgs& a, cudaStream_t stream) {
   }
   set_common(cache, a, p);
   p.chunk = chunk;
-  p.splits = pieces;
   p.whole = whole;
   p.pieces = pieces;
   p.n_items = whole + (pairs - whole) * pieces;
@@ -299,15 +298,7 @@ void decode_attention_simple(const PagedKv& cache, const DecodeArgs& a, AttnStre
   check_args(cache, a);
   if (a.batch == 0) return;
   attn::DecodeParams p{};
-  p.pool = cache.pool;
-  p.page_table = cache.page_table;
-  p.max_pages = cache.max_pages;
-  p.n_kv_heads = cache.layout.n_kv_heads;
-  p.group = a.n_heads / cache.layout.n_kv_heads;
-  p.q = a.q;
-  p.lengths = a.lengths;
-  p.scale_log2 = a.scale * 1.4426950408889634f;
-  p.out = a.out;
+  set_common(cache, a, p);
   const dim3 grid(a.n_heads, a.batch);
   const int D = cache.layout.head_dim;
   switch (cache.layout.bits) {
